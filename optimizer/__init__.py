@@ -1,0 +1,1 @@
+"""The tuning side of Caviar: spaces, search algorithms, trial stores and the master loop."""

@@ -1,0 +1,184 @@
+"""``python -m optimizer``: every setting of a search as a flag, with the HKS_* variables as defaults."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from optimizer.errors import CaviarError
+
+log = logging.getLogger("optimizer")
+
+DEFAULT_OBJECTIVE = "neural_net.train:objective"
+# Settings of the default CNN objective: recorded in the experiment so every worker trains alike.
+OBJECTIVE_ENV = ("HKS_EPOCHS", "DATASET_SIZE", "HKS_DATASET", "HKS_VALIDATION_SPLIT", "HKS_SEED")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError
+    return value
+
+
+positive_int.__name__ = "a positive integer"
+non_negative_int.__name__ = "a non-negative integer"
+positive_float.__name__ = "a positive number"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose defaults may come from environment variables, checked like flags."""
+
+    def env_option(self, flag: str, env: str, fallback: Any, kind: Callable[[str], Any] = str, **kw: Any) -> None:
+        """Add ``flag`` defaulting to ``$env`` (else ``fallback``); a bad variable is a usage error."""
+        raw = os.environ.get(env)
+        default = fallback
+        if raw not in (None, ""):
+            try:
+                default = kind(raw)
+            except ValueError:
+                self.error(f"{env}={raw!r} is not {kind.__name__}")
+        helptext = kw.pop("help")
+        self.add_argument(flag, type=kind, default=default, help=f"{helptext} (env {env}; default: %(default)s)", **kw)
+
+
+def build_parser() -> Parser:
+    """The search's command line."""
+    p = Parser(
+        prog="python -m optimizer",
+        description=(
+            "Run a hyperparameter search. Without --mongo it runs in this process and resumes from "
+            "results/results.pkl; with --mongo it queues trials for `python -m worker` processes."
+        ),
+    )
+    p.env_option("--space", "HKS_SPACE", "optimizer.space:CIFAR_SPACE", help="hyperopt space as module:attribute")
+    p.env_option("--objective", "HKS_OBJECTIVE", DEFAULT_OBJECTIVE,
+                 help="objective as module:function, taking the params dict and returning a loss or a result dict")
+    p.env_option("--algo", "HKS_ALGO", "tpe", choices=["tpe", "random", "anneal"], help="search algorithm")
+    p.env_option("--max-evals", "HKS_MAX_EVALS", 50, positive_int,
+                 help="total finished trials (ok or failed) the experiment should hold")
+    p.env_option("--seed", "HKS_SEED", 0, non_negative_int, help="seed of the search (and of the CNN training)")
+    p.env_option("--results-dir", "HKS_RESULTS_DIR", "results", help="where results are mirrored")
+    p.env_option("--mongo", "MONGO_URL", None, help="MongoDB URL, e.g. mongodb://host:27017/caviar; unset: embedded mode")
+    p.env_option("--exp-key", "EXPERIMENT_NAME", "caviar", help="experiment name in the database")
+    p.env_option("--lease-seconds", "HKS_LEASE_SECONDS", 60.0, positive_float,
+                 help="a worker silent this long loses its trial to the queue")
+    p.env_option("--lookahead", "HKS_LOOKAHEAD", 1, non_negative_int,
+                 help="trials queued beyond one per live worker, so no worker waits")
+    p.env_option("--epochs", "HKS_EPOCHS", None, positive_int, help="CNN objective: training epochs per trial")
+    p.env_option("--dataset-size", "DATASET_SIZE", None, positive_int,
+                 help="CNN objective: keep the first N training images (quick CPU runs)")
+    p.env_option("--dataset", "HKS_DATASET", None, choices=["cifar100", "cifar10", "mnist", "fashion_mnist"],
+                 help="CNN objective: data set")
+    p.env_option("--data-path", "HKS_DATA_PATH", None, help="CNN objective: path of the data set archive")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def configure_logging(verbose: bool) -> None:
+    """One logging set-up for the whole process; quiet the chatty libraries."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in ("hyperopt", "pymongo", "absl", "matplotlib", "h5py"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def export_objective_settings(args: argparse.Namespace) -> dict[str, str]:
+    """Put the CNN settings given as flags into the environment and return those to record."""
+    flags = {"HKS_EPOCHS": args.epochs, "DATASET_SIZE": args.dataset_size, "HKS_DATASET": args.dataset,
+             "HKS_DATA_PATH": args.data_path, "HKS_SEED": args.seed}
+    for env, value in flags.items():
+        if value is not None:
+            os.environ[env] = str(value)
+    return {k: os.environ[k] for k in OBJECTIVE_ENV if k in os.environ}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume) a search to ``max_evals`` finished trials."""
+    from optimizer.imports import import_attr
+    from optimizer.master import Recorder, finalize, run_distributed, run_embedded
+    from optimizer.progress import Progress
+    from optimizer.results import ResultsDir
+    from optimizer.search import Search
+    from optimizer.space import CIFAR_SPACE, DEMO_PARAMS, load_space
+
+    env = export_objective_settings(args)
+    space = load_space(args.space)
+    fn = import_attr(args.objective, what="objective")
+    if not callable(fn):
+        raise CaviarError(f"objective {args.objective!r} is not callable")
+    results = ResultsDir(args.results_dir)
+    identity = {"space": args.space, "objective": args.objective}
+    if args.mongo:
+        from optimizer.mongo import MongoStore
+
+        store = MongoStore(args.mongo, args.exp_key)
+        identity |= {"exp_key": args.exp_key}
+        known = store.get_experiment() or {}
+        for key in ("space", "objective"):
+            if known.get(key) not in (None, identity[key]):
+                raise CaviarError(
+                    f"experiment {args.exp_key!r} was started with {key} {known[key]!r}, not {identity[key]!r}"
+                )
+        results.prepare(identity)
+        store.put_experiment(identity | {"algo": args.algo, "max_evals": args.max_evals, "env": env,
+                                         "lease_seconds": args.lease_seconds})
+    else:
+        from optimizer.local import LocalStore
+
+        docs = results.load_docs()
+        results.prepare(identity)
+        store = LocalStore("local", docs, artifact_dir=args.results_dir)
+        if docs:
+            log.info("resuming: %d finished trials in %s", len(docs), args.results_dir)
+    search = Search(store, space, args.algo, args.max_evals, args.seed)
+    done = store.count_by_state().get(2, 0)
+    if done >= args.max_evals:
+        log.info("the experiment already holds %d finished trials (max-evals %d): nothing to do", done, args.max_evals)
+        return 0
+    with Progress(args.max_evals) as progress:
+        recorder = Recorder(store, results, progress, fn)
+        if space is CIFAR_SPACE:
+            recorder.draw(DEMO_PARAMS, "model_demo.png")
+        if args.mongo:
+            run_distributed(search, recorder, args.lease_seconds, args.lookahead)
+        else:
+            run_embedded(search, fn, recorder)
+    finalize(store, fn, results)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return run(args)
+    except CaviarError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
+        return 130

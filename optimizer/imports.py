@@ -1,0 +1,59 @@
+"""Import paths (``module:attribute``): how spaces and objectives travel as plain text.
+
+Workers find the objective by its import path instead of a pickle, so nothing
+executable is stored in the database and workers never depend on pickle
+compatibility between package versions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from optimizer.errors import CaviarError
+
+
+def import_attr(path: str, what: str = "object") -> Any:
+    """Import ``module:attr.sub`` and return the attribute, or raise CaviarError."""
+    module_name, sep, qualname = path.partition(":")
+    if not sep or not module_name or not qualname:
+        raise CaviarError(f"{what} {path!r} must look like 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise CaviarError(f"cannot import module {module_name!r} for {what} {path!r}: {err}") from err
+    except Exception as err:  # a broken user module: syntax error, failing import-time code
+        raise CaviarError(f"module {module_name!r} for {what} {path!r} failed to load: {type(err).__name__}: {err}") from err
+    obj: Any = module
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CaviarError(f"module {module_name!r} has no attribute {qualname!r} ({what} {path!r})") from None
+    return obj
+
+
+def import_path_of(fn: Callable[..., Any]) -> str:
+    """Return the ``module:qualname`` that imports ``fn`` back, or raise CaviarError.
+
+    Lambdas, closures and functions defined in ``__main__`` cannot be found by a
+    worker in another process, so they are refused with a message saying why.
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname:
+        raise CaviarError(f"objective {fn!r} has no module and name: pass a module-level function")
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise CaviarError(
+            f"objective {module}.{qualname} is a lambda or closure: workers import the objective "
+            "by name, so define it as a module-level function"
+        )
+    if module == "__main__":
+        raise CaviarError(
+            f"objective {qualname} is defined in __main__: workers import the objective by name, "
+            "so put it in an importable module"
+        )
+    path = f"{module}:{qualname}"
+    if import_attr(path, what="objective") is not fn:
+        raise CaviarError(f"objective {path} does not import back to the same function")
+    return path

@@ -1,0 +1,154 @@
+"""LocalStore: the trial store of the embedded mode, held in this process.
+
+Durability comes from the results mirror (results/results.pkl is rewritten
+atomically after every finished trial); this store is seeded from it on resume.
+Queued and running trials are deliberately not persisted: after a crash the
+trial that was in flight is simply proposed and run again.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import socket
+import threading
+import time
+from typing import Any
+
+from optimizer.store import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, best_doc
+from optimizer.objective import failure
+
+
+class LocalStore(TrialStore):
+    """An in-memory, thread-safe store; artifacts of the best trial are kept in ``artifact_dir``."""
+
+    def __init__(self, exp_key: str = "local", docs: list[dict[str, Any]] | None = None, artifact_dir: str | None = None):
+        self.exp_key = exp_key
+        self._docs: dict[int, dict[str, Any]] = {}
+        self._experiment: dict[str, Any] | None = None
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._lock = threading.RLock()
+        self._artifact_dir = artifact_dir
+        for doc in docs or []:
+            if doc["state"] == DONE:
+                self._docs[doc["tid"]] = copy.deepcopy(doc) | {"exp_key": exp_key}
+        self._next_tid = max(self._docs, default=-1) + 1
+
+    def get_experiment(self) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self._experiment)
+
+    def put_experiment(self, doc: dict[str, Any]) -> None:
+        with self._lock:
+            self._experiment = (self._experiment or {"_id": self.exp_key}) | copy.deepcopy(doc)
+
+    def trial_docs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(self._docs[t]) for t in sorted(self._docs)]
+
+    def new_tids(self, n: int) -> list[int]:
+        with self._lock:
+            tids = list(range(self._next_tid, self._next_tid + n))
+            self._next_tid += n
+            return tids
+
+    def enqueue(self, docs: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for doc in docs:
+                if doc["tid"] in self._docs:
+                    raise ValueError(f"trial {doc['tid']} already exists")
+            for doc in docs:
+                self._docs[doc["tid"]] = copy.deepcopy(doc) | {
+                    "exp_key": self.exp_key, "state": NEW, "owner": None, "heartbeat": None, "lease_losses": 0,
+                }
+
+    def count_by_state(self) -> dict[int, int]:
+        with self._lock:
+            counts = {NEW: 0, RUNNING: 0, DONE: 0}
+            for doc in self._docs.values():
+                counts[doc["state"]] = counts.get(doc["state"], 0) + 1
+            return counts
+
+    def requeue_expired(self, lease_seconds: float, now: float | None = None) -> list[int]:
+        now = time.time() if now is None else now
+        changed = []
+        with self._lock:
+            for doc in self._docs.values():
+                if doc["state"] != RUNNING or doc["heartbeat"] >= now - lease_seconds:
+                    continue
+                doc["lease_losses"] += 1
+                if doc["lease_losses"] >= MAX_LEASE_LOSSES:
+                    doc["state"] = DONE
+                    doc["result"] = failure(f"lost its worker {doc['lease_losses']} times (lease expired)")
+                else:
+                    doc["state"] = NEW
+                doc["owner"] = None
+                doc["refresh_time"] = now
+                changed.append(doc["tid"])
+        return changed
+
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        cutoff = time.time() - within_seconds
+        with self._lock:
+            return [copy.deepcopy(w) for w in self._workers.values() if w["heartbeat"] >= cutoff]
+
+    def claim(self, owner: str) -> dict[str, Any] | None:
+        with self._lock:
+            queued = [d for d in self._docs.values() if d["state"] == NEW]
+            if not queued:
+                return None
+            doc = min(queued, key=lambda d: d["tid"])
+            now = time.time()
+            doc.update(state=RUNNING, owner=owner, heartbeat=now, book_time=now, refresh_time=now)
+            return copy.deepcopy(doc)
+
+    def _held(self, tid: int, owner: str) -> dict[str, Any] | None:
+        doc = self._docs.get(tid)
+        return doc if doc and doc["state"] == RUNNING and doc["owner"] == owner else None
+
+    def heartbeat(self, tid: int, owner: str) -> bool:
+        with self._lock:
+            doc = self._held(tid, owner)
+            if doc:
+                doc["heartbeat"] = time.time()
+            return doc is not None
+
+    def release(self, tid: int, owner: str) -> None:
+        with self._lock:
+            doc = self._held(tid, owner)
+            if doc:
+                doc.update(state=NEW, owner=None)
+
+    def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
+        with self._lock:
+            doc = self._held(tid, owner)
+            if doc is None:
+                return False
+            doc.update(state=DONE, result=copy.deepcopy(result), refresh_time=time.time())
+            if artifacts and self._artifact_dir and best_doc(list(self._docs.values())) is doc:
+                for name, path in artifacts.items():
+                    self._keep_artifact(name, path)
+            return True
+
+    def _keep_artifact(self, name: str, path: str) -> None:
+        """Copy an artifact into place atomically so a crash never leaves half a file."""
+        os.makedirs(self._artifact_dir, exist_ok=True)
+        ext = os.path.splitext(path)[1]
+        dest = os.path.join(self._artifact_dir, f"best_{name}{ext}")
+        tmp = dest + ".tmp"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+
+    def worker_alive(self, owner: str, info: dict[str, Any]) -> None:
+        with self._lock:
+            self._workers[owner] = {"_id": owner, "host": socket.gethostname()} | info | {"heartbeat": time.time()}
+
+    def fetch_best_artifact(self, name: str, dest: str) -> bool:
+        if not self._artifact_dir:
+            return False
+        for entry in os.listdir(self._artifact_dir) if os.path.isdir(self._artifact_dir) else []:
+            if os.path.splitext(entry)[0] == f"best_{name}":
+                shutil.copyfile(os.path.join(self._artifact_dir, entry), dest)
+                return True
+        return False

@@ -1,0 +1,133 @@
+"""The tuning process: alternate proposing trials and recording results until max-evals finished.
+
+``run_embedded`` runs each trial in this process (no database); ``run_distributed``
+leaves the trials to workers that share the store. Both mirror results/ after
+every finished trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+from typing import Any, Callable
+
+from optimizer.objective import Objective
+from optimizer.progress import Progress
+from optimizer.results import ResultsDir
+from optimizer.search import Search
+from optimizer.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
+from worker.loop import discard_artifacts, run_trial
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """Mirrors finished trials into results/, shows progress and redraws the best model."""
+
+    def __init__(self, store: TrialStore, results: ResultsDir, progress: Progress, fn: Objective | None):
+        self.store, self.results, self.progress = store, results, progress
+        self._draw: Callable[[dict[str, Any], str], None] | None = getattr(fn, "draw", None)
+
+    def observe(self, counts: dict[int, int], workers: int | None = None) -> None:
+        """Read the trials, write what is new, report."""
+        docs = self.store.trial_docs()
+        best = self.results.update(docs)
+        if best is not None:
+            log.info("new best: trial %s, score %.4f", best["tid"], -best["result"]["loss"])
+            self.draw(best["params"], "model_best.png")
+        failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
+        top = best_doc(docs)
+        self.progress.show(counts, failed, top["result"]["loss"] if top else None, workers)
+
+    def draw(self, params: dict[str, Any], name: str) -> None:
+        """Draw a model diagram if the objective knows how; a failure is only a warning."""
+        if self._draw is None:
+            return
+        try:
+            self._draw(params, os.path.join(self.results.path, name))
+        except Exception as err:  # noqa: BLE001 - a diagram is never worth stopping a search
+            log.warning("could not draw %s: %s", name, err)
+
+
+def run_embedded(search: Search, fn: Objective, recorder: Recorder, heartbeat_seconds: float = 30.0) -> None:
+    """Propose and evaluate one trial at a time in this process."""
+    store = search.store
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    recorder.observe(store.count_by_state())
+    while True:
+        search.top_up(1)
+        doc = store.claim(owner)
+        if doc is None:
+            break
+        store.worker_alive(owner, {"tid": doc["tid"], "pid": os.getpid()})
+        result, artifacts = run_trial(store, doc, fn, owner, heartbeat_seconds)
+        store.finish(doc["tid"], owner, result, artifacts)
+        discard_artifacts(artifacts)
+        recorder.observe(store.count_by_state())
+
+
+def run_distributed(
+    search: Search,
+    recorder: Recorder,
+    lease_seconds: float,
+    lookahead: int,
+    poll_seconds: float = 0.02,
+) -> None:
+    """Keep the queue at (live workers + lookahead) outstanding trials until max-evals have finished."""
+    store = search.store
+    last_done = -1
+    next_requeue = next_census = 0.0
+    workers = 0
+    outage_since: float | None = None
+    while True:
+        try:
+            now = time.monotonic()
+            if now >= next_requeue:
+                for tid in store.requeue_expired(lease_seconds):
+                    log.warning("trial %s: its worker went silent for %ss; requeued", tid, lease_seconds)
+                next_requeue = now + min(lease_seconds / 4, 5.0)
+            if now >= next_census:
+                workers = len(store.live_workers(lease_seconds))
+                next_census = now + 1.0
+            counts = store.count_by_state()
+            if counts.get(DONE, 0) != last_done:
+                last_done = counts.get(DONE, 0)
+                recorder.observe(counts, workers)
+            pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
+            if last_done >= search.max_evals or (search.exhausted and pending == 0):
+                return
+            search.top_up(max(workers, 1) + lookahead - counts.get(RUNNING, 0), counts)
+            if outage_since is not None:
+                log.info("store reachable again after %.1fs", time.monotonic() - outage_since)
+                outage_since = None
+            time.sleep(poll_seconds)
+        except store.transient_errors as err:
+            if outage_since is None:
+                outage_since = time.monotonic()
+                log.warning("store unreachable (%s); retrying", err)
+            time.sleep(min(5.0, 0.2 + (time.monotonic() - outage_since) / 4))
+
+
+def finalize(store: TrialStore, fn: Objective, results: ResultsDir) -> None:
+    """Evaluate the best model on the test set, once, at the end of a search (if the objective can)."""
+    docs = store.trial_docs()
+    best = best_doc(docs)
+    if best is None:
+        log.warning("no trial succeeded: nothing to report as best")
+        return
+    evaluate_best = getattr(fn, "evaluate_best", None)
+    extra: dict[str, Any] = {}
+    if evaluate_best is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.keras")
+            if store.fetch_best_artifact("model", path):
+                log.info("evaluating the best model (trial %s) on the test set", best["tid"])
+                extra["test"] = evaluate_best(path)
+                log.info("test set: %s", extra["test"])
+            else:
+                log.warning("the best trial's model was not kept: no test-set evaluation")
+    results.write_best(best, extra)
+    log.info("best trial %s: score %.4f, params %s", best["tid"], -best["result"]["loss"], best["params"])

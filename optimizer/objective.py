@@ -1,0 +1,110 @@
+"""The objective contract: run a user's function on one point and get a plain result dict.
+
+An objective takes the concrete hyperparameters (a dict) and returns either a
+float loss or a hyperopt result dict (``loss``, ``status`` and anything else).
+Whatever happens inside it, ``evaluate`` returns a result that can be stored as
+plain values: exceptions, NaN/inf losses and unserialisable values become
+failed trials, so one bad point never stops a search.
+
+A result may carry ``artifacts``: ``{name: path of a file}`` such as a trained
+model. The runner pops them before the result is stored and keeps the files of
+the best trial only (see ``Artifacts``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from typing import Any, Callable
+
+import numpy as np
+from hyperopt import STATUS_FAIL, STATUS_OK
+
+log = logging.getLogger(__name__)
+
+ARTIFACTS_KEY = "artifacts"
+Objective = Callable[[dict[str, Any]], Any]
+
+
+def to_plain(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and nested containers to JSON/BSON-safe values."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_plain(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{type(value).__name__} value {value!r} is not a plain value")
+
+
+def failure(error: str, tb: str | None = None) -> dict[str, Any]:
+    """A failed-trial result: hyperopt's fail status with the reason kept for the user."""
+    result: dict[str, Any] = {"status": STATUS_FAIL, "error": error}
+    if tb:
+        result["traceback"] = tb
+    return result
+
+
+def normalize(raw: Any) -> dict[str, Any]:
+    """Turn what an objective returned into a plain hyperopt result dict."""
+    if isinstance(raw, dict):
+        result = dict(raw)
+    elif isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, bool):
+        result = {"loss": float(raw), "status": STATUS_OK}
+    else:
+        return failure(f"objective returned {type(raw).__name__}, expected a float or a result dict")
+    result.setdefault("status", STATUS_OK)
+    if result["status"] == STATUS_OK:
+        loss = result.get("loss")
+        try:
+            loss = float(loss)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return failure(f"objective returned status ok with loss {loss!r}, not a number")
+        if not math.isfinite(loss):
+            return failure(f"objective returned a non-finite loss ({loss})") | _details(result)
+        result["loss"] = loss
+    try:
+        return to_plain(result)
+    except TypeError as err:
+        return failure(f"objective result is not storable: {err}")
+
+
+def _details(result: dict[str, Any]) -> dict[str, Any]:
+    """Keep plain extra fields of a rejected result (history, params) for diagnosis."""
+    kept = {}
+    for key, value in result.items():
+        if key in ("status", "loss", ARTIFACTS_KEY):
+            continue
+        try:
+            kept[key] = to_plain(value)
+        except TypeError:
+            continue
+    return kept
+
+
+def evaluate(fn: Objective, params: dict[str, Any]) -> dict[str, Any]:
+    """Run ``fn(params)`` and return a plain result dict; never raises for the objective's errors."""
+    start = time.time()
+    try:
+        raw = fn(params)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # noqa: BLE001 - any failure of user code fails the trial only
+        if isinstance(err, SystemExit):
+            err = RuntimeError(f"objective called exit({err.code})")
+        log.warning("trial failed: %s: %s", type(err).__name__, err)
+        result = failure(f"{type(err).__name__}: {err}", traceback.format_exc())
+    else:
+        result = normalize(raw)
+    result.setdefault("duration", time.time() - start)
+    return result

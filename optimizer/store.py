@@ -1,0 +1,124 @@
+"""The trial store interface: where the queue and the results of one experiment live.
+
+Like Optuna's storages, every backend (the in-process ``LocalStore`` of the
+embedded mode, ``MongoStore`` for many workers) offers the same small set of
+operations, and one conformance suite (tests/optimizer/test_store_conformance.py)
+checks each against it.
+
+Trial documents keep hyperopt's layout (``tid``, ``state``, ``spec``,
+``result``, ``misc`` with ``idxs``/``vals``, ``exp_key``, ``owner``,
+``book_time``, ``refresh_time``, ``version``) so hyperopt's algorithms read them
+unchanged, plus plain-valued fields of ours:
+
+- ``params``: the concrete hyperparameters (what the objective receives), so a
+  worker needs neither the space nor a pickle;
+- ``heartbeat``: float epoch seconds of the owner's last sign of life;
+- ``lease_losses``: how often a worker lost this trial by going silent.
+
+States: ``NEW`` (queued), ``RUNNING`` (claimed), ``DONE`` (finished: ok or
+failed, per ``result["status"]``). A trial that failed counts as finished.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, STATUS_OK
+
+NEW = JOB_STATE_NEW
+RUNNING = JOB_STATE_RUNNING
+DONE = JOB_STATE_DONE
+MAX_LEASE_LOSSES = 3
+
+
+def is_ok(doc: dict[str, Any]) -> bool:
+    """True for a finished trial whose objective succeeded."""
+    return doc["state"] == DONE and doc["result"].get("status") == STATUS_OK
+
+
+def best_doc(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The finished ok trial with the lowest loss (first one on ties), if any."""
+    ok = [d for d in docs if is_ok(d)]
+    return min(ok, key=lambda d: (d["result"]["loss"], d["tid"])) if ok else None
+
+
+def vals_key(misc: dict[str, Any]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """A hashable identity of a point (its hyperopt ``vals``), to refuse duplicates."""
+    return tuple(sorted((label, tuple(v)) for label, v in misc["vals"].items()))
+
+
+class TrialStore(abc.ABC):
+    """One experiment's trials: a queue for workers and a record for the optimizer."""
+
+    exp_key: str
+    # Errors meaning "the store is unreachable right now": callers retry them.
+    transient_errors: tuple[type[BaseException], ...] = ()
+
+    # -- the experiment -------------------------------------------------
+    @abc.abstractmethod
+    def get_experiment(self) -> dict[str, Any] | None:
+        """The experiment document (objective path, settings), or None before the first run."""
+
+    @abc.abstractmethod
+    def put_experiment(self, doc: dict[str, Any]) -> None:
+        """Create or update the experiment document's fields."""
+
+    # -- the optimizer's side -------------------------------------------
+    @abc.abstractmethod
+    def trial_docs(self) -> list[dict[str, Any]]:
+        """Every trial of the experiment, in tid order."""
+
+    @abc.abstractmethod
+    def new_tids(self, n: int) -> list[int]:
+        """Reserve ``n`` fresh trial ids, never handed out twice even across restarts."""
+
+    @abc.abstractmethod
+    def enqueue(self, docs: list[dict[str, Any]]) -> None:
+        """Add NEW trial documents (with ``params``) to the queue."""
+
+    @abc.abstractmethod
+    def count_by_state(self) -> dict[int, int]:
+        """How many trials are in each state (missing states count 0)."""
+
+    @abc.abstractmethod
+    def requeue_expired(self, lease_seconds: float, now: float | None = None) -> list[int]:
+        """Give RUNNING trials whose heartbeat is older than the lease back to the queue.
+
+        After ``MAX_LEASE_LOSSES`` lost leases a trial is finished as failed instead,
+        so a trial that kills every worker that runs it cannot kill them all.
+        Returns the tids that changed.
+        """
+
+    @abc.abstractmethod
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        """Workers that reported a heartbeat within the last ``within_seconds``."""
+
+    # -- the worker's side ----------------------------------------------
+    @abc.abstractmethod
+    def claim(self, owner: str) -> dict[str, Any] | None:
+        """Atomically move the oldest NEW trial to RUNNING for ``owner``; None if the queue is empty."""
+
+    @abc.abstractmethod
+    def heartbeat(self, tid: int, owner: str) -> bool:
+        """Refresh ``owner``'s lease on ``tid``; False when the trial is no longer its own."""
+
+    @abc.abstractmethod
+    def release(self, tid: int, owner: str) -> None:
+        """Hand a RUNNING trial back to the queue (a worker that must stop at once)."""
+
+    @abc.abstractmethod
+    def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
+        """Record a trial's result (DONE); keep its artifact files if it is the new best.
+
+        Returns False (and records nothing) when ``owner`` no longer holds the
+        trial: its lease expired and the trial was given to someone else.
+        """
+
+    @abc.abstractmethod
+    def worker_alive(self, owner: str, info: dict[str, Any]) -> None:
+        """Record that a worker is alive, with what it is doing (host, gpu, tid)."""
+
+    @abc.abstractmethod
+    def fetch_best_artifact(self, name: str, dest: str) -> bool:
+        """Copy the best trial's artifact ``name`` to the file ``dest``; False if there is none."""

@@ -1,0 +1,1 @@
+"""Workers: claim trials from a store, run the objective, write results back."""

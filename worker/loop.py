@@ -1,0 +1,79 @@
+"""Running claimed trials: heartbeat while the objective runs, then write the result back."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from typing import Any
+
+from optimizer.objective import ARTIFACTS_KEY, Objective, evaluate
+from optimizer.store import TrialStore
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Refreshes the lease of one trial from a background thread while it runs.
+
+    The flag ``lost`` tells the runner that another worker now owns the trial.
+    Database errors are logged once and retried on the next beat: a short outage
+    must not lose the trial.
+    """
+
+    def __init__(self, store: TrialStore, tid: int, owner: str, interval: float):
+        self._store, self._tid, self._owner, self._interval = store, tid, owner, interval
+        self._stop = threading.Event()
+        self.lost = False
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{tid}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.wait(self._interval):
+            try:
+                if not self._store.heartbeat(self._tid, self._owner):
+                    self.lost = True
+                    log.warning("trial %s: lease lost to another worker", self._tid)
+                    return
+                if failing:
+                    log.info("trial %s: heartbeat reaches the store again", self._tid)
+                failing = False
+            except Exception as err:  # noqa: BLE001 - keep beating through outages
+                if not failing:
+                    log.warning("trial %s: heartbeat failed (%s), retrying", self._tid, err)
+                failing = True
+
+
+def run_trial(
+    store: TrialStore, doc: dict[str, Any], fn: Objective, owner: str, heartbeat_seconds: float
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Evaluate one claimed trial under a heartbeat; return (storable result, artifact files).
+
+    The caller writes the result with ``store.finish`` (which keeps the
+    artifacts of a new best) and then deletes the files (``discard_artifacts``).
+    """
+    log.info("trial %s: start %s", doc["tid"], doc["params"])
+    with Heartbeat(store, doc["tid"], owner, heartbeat_seconds):
+        result = evaluate(fn, doc["params"])
+    artifacts = result.pop(ARTIFACTS_KEY, None) or {}
+    log.info("trial %s: %s loss=%s", doc["tid"], result["status"], result.get("loss"))
+    return result, {str(k): str(v) for k, v in artifacts.items()}
+
+
+def discard_artifacts(artifacts: dict[str, str]) -> None:
+    """Delete artifact files (and their temp folders) once the store has what it keeps."""
+    for path in artifacts.values():
+        folder = os.path.dirname(path)
+        if os.path.basename(folder).startswith("tmp"):
+            shutil.rmtree(folder, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
