@@ -94,7 +94,10 @@ class Search:
         """One new point not in ``seen``; seeds depend on the tid so a resumed run goes on afresh."""
         for attempt in range(MAX_RESAMPLES):
             seed = int(np.random.default_rng([self.seed, tid, attempt]).integers(2**31 - 1))
-            [doc] = self._suggest([tid], self._domain, trials, seed)
+            try:
+                [doc] = self._suggest([tid], self._domain, trials, seed)
+            except Exception as err:  # noqa: BLE001 - a space that cannot be sampled
+                raise CaviarError(f"the search space cannot be sampled: {type(err).__name__}: {err}") from None
             if vals_key(doc["misc"]) not in seen:
                 break
             log.debug("trial %s: re-sampling a duplicate point", tid)

@@ -1,0 +1,158 @@
+"""``python -m optimizer`` as a user runs it: a user's own space and objective, resume, crashes, bad input."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+USER_MODULE = '''
+import os, time
+from hyperopt import hp
+
+SPACE = {
+    "x": hp.uniform("x", -5, 5),
+    "model": hp.choice("model", [{"kind": "linear"}, {"kind": "tree", "depth": hp.quniform("depth", 1, 5, 1)}]),
+}
+
+def objective(params):
+    time.sleep(float(os.environ.get("USER_OBJECTIVE_SLEEP", "0")))
+    if params["x"] > 4.0:
+        raise ValueError("x too large for this model")
+    return {"loss": (params["x"] - 1) ** 2, "status": "ok", "model_name": params["model"]["kind"]}
+'''
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A user's folder with their own space/objective module, as the cwd of the search."""
+    (tmp_path / "usermod.py").write_text(USER_MODULE)
+    return tmp_path
+
+
+def command(*args):
+    return [sys.executable, "-m", "optimizer", "--space", "usermod:SPACE", "--objective", "usermod:objective", *args]
+
+
+def env_for(project, **extra):
+    env = dict(os.environ, PYTHONPATH=f"{project}{os.pathsep}{REPO}")
+    for key in ("HKS_MAX_EVALS", "MONGO_URL", "HKS_ALGO", "HKS_RESULTS_DIR"):
+        env.pop(key, None)
+    return env | extra
+
+
+def run(project, *args, **extra):
+    return subprocess.run(command(*args), cwd=project, env=env_for(project, **extra),
+                          capture_output=True, text=True, timeout=120)
+
+
+def finished(project):
+    with open(project / "results" / "results.pkl", "rb") as f:
+        return pickle.load(f).trials
+
+
+def test_runs_then_resumes_to_the_new_total(project):
+    first = run(project, "--max-evals", "2")
+    assert first.returncode == 0, first.stderr
+    trials = finished(project)
+    assert len(trials) == 2
+    jsons = [p for p in os.listdir(project / "results") if p.endswith(".json") and "tid" in p]
+    assert len(jsons) == 2 and (project / "results" / "best.json").exists()
+
+    second = run(project, "--max-evals", "3")
+    assert second.returncode == 0, second.stderr
+    assert "resuming: 2 finished trials" in second.stderr
+    again = finished(project)
+    assert len(again) == 3
+    assert [t["params"] for t in again[:2]] == [t["params"] for t in trials]
+
+    third = run(project, "--max-evals", "3")
+    assert third.returncode == 0 and "nothing to do" in third.stderr
+    assert len(finished(project)) == 3
+
+
+def test_failed_trials_count_and_the_search_goes_on(project):
+    result = run(project, "--max-evals", "40", "--algo", "random", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    trials = finished(project)
+    failed = [t for t in trials if t["result"]["status"] == "fail"]
+    assert len(trials) == 40 and failed
+    assert "x too large" in failed[0]["result"]["error"]
+    assert "Traceback" in failed[0]["result"]["traceback"]
+
+
+def test_sigkill_during_a_trial_loses_only_that_trial(project):
+    env = env_for(project, USER_OBJECTIVE_SLEEP="0.4")
+    proc = subprocess.Popen(command("--max-evals", "6"), cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pkl = project / "results" / "results.pkl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not pkl.exists() or len(finished(project)) < 2):
+        time.sleep(0.05)
+    time.sleep(0.2)  # now inside a trial
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    before = finished(project)
+    assert 2 <= len(before) < 6
+
+    result = run(project, "--max-evals", "6")
+    assert result.returncode == 0, result.stderr
+    after = finished(project)
+    assert len(after) == 6
+    assert [t["params"] for t in after[: len(before)]] == [t["params"] for t in before]
+    assert len({t["tid"] for t in after}) == 6
+
+
+def one_error_line(result):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "args, env, code, message",
+    [
+        (["--max-evals", "0"], {}, 2, "argument --max-evals: invalid a positive integer value: '0'"),
+        ([], {"HKS_MAX_EVALS": "many"}, 2, "HKS_MAX_EVALS='many' is not a positive integer"),
+        (["--algo", "grid"], {}, 2, "invalid choice: 'grid'"),
+        (["--lease-seconds", "-1"], {}, 2, "--lease-seconds"),
+        (["--bogus"], {}, 2, "unrecognized arguments: --bogus"),
+        (["--space", "nomodule_here:SPACE"], {}, 1, "error: cannot import module 'nomodule_here'"),
+        (["--objective", "usermod:nothing"], {}, 1, "error: module 'usermod' has no attribute 'nothing'"),
+        (["--space", "usermod:objective"], {}, 1, "error: the search space is not a valid hyperopt space"),
+    ],
+)
+def test_bad_input_is_one_clear_line(project, args, env, code, message):
+    result = run(project, *args, **env)
+    assert result.returncode == code
+    assert message in one_error_line(result)
+    assert not (project / "results" / "results.pkl").exists()
+
+
+def test_a_broken_user_space_module(project):
+    (project / "badspace.py").write_text("from hyperopt import hp\nSPACE = {'x': hp.uniform('x', 0)}\n")
+    line = one_error_line(run(project, "--space", "badspace:SPACE"))
+    assert line.startswith("error: the search space cannot be sampled: TypeError")
+
+
+def test_a_corrupt_results_pickle_is_left_untouched(project):
+    (project / "results").mkdir()
+    (project / "results" / "results.pkl").write_bytes(b"\x80\x04garbage")
+    line = one_error_line(run(project, "--max-evals", "2"))
+    assert "cannot read results/results.pkl" in line and "left untouched" in line
+    assert (project / "results" / "results.pkl").read_bytes() == b"\x80\x04garbage"
+    assert os.listdir(project / "results") == ["results.pkl"]
+
+
+def test_another_search_in_the_same_results_dir_is_refused(project):
+    assert run(project, "--max-evals", "1").returncode == 0
+    (project / "other.py").write_text(USER_MODULE)
+    result = run(project, "--space", "other:SPACE", "--max-evals", "2")
+    assert "holds another search" in one_error_line(result)
+    assert len(finished(project)) == 1

@@ -1,0 +1,103 @@
+"""Proposals: hyperopt's algorithms over a store, never past max-evals, never a duplicate point."""
+
+import pytest
+from hyperopt import hp, tpe
+
+from optimizer.errors import CaviarError
+from optimizer.local import LocalStore
+from optimizer.search import ALGORITHMS, Search
+from optimizer.space import CIFAR_SPACE
+from optimizer.store import DONE, NEW, vals_key
+
+SPACE = {
+    "x": hp.uniform("x", -3, 3),
+    "branch": hp.choice("branch", [{"kind": "a"}, {"kind": "b", "depth": hp.quniform("depth", 1, 4, 1)}]),
+}
+
+
+def finish_all(store, loss=lambda p: p["x"] ** 2):
+    while (doc := store.claim("w")) is not None:
+        store.finish(doc["tid"], "w", {"status": "ok", "loss": loss(doc["params"])})
+
+
+@pytest.mark.parametrize("algo", ["tpe", "random", "anneal"])
+def test_each_algorithm_fills_exactly_max_evals(algo):
+    store = LocalStore()
+    search = Search(store, SPACE, algo, max_evals=25, seed=1)
+    while search.top_up(3):
+        finish_all(store)
+    assert store.count_by_state() == {NEW: 0, 1: 0, DONE: 25}
+    docs = store.trial_docs()
+    assert len({vals_key(d["misc"]) for d in docs}) == 25
+    assert [d["tid"] for d in docs] == list(range(25))
+
+
+def test_params_are_concrete_plain_values_with_conditional_branches():
+    store = LocalStore()
+    Search(store, SPACE, "random", max_evals=30, seed=3).top_up(30)
+    branches = {d["params"]["branch"]["kind"] for d in store.trial_docs()}
+    assert branches == {"a", "b"}
+    for doc in store.trial_docs():
+        assert isinstance(doc["params"]["x"], float)
+        if doc["params"]["branch"]["kind"] == "b":
+            assert doc["params"]["branch"]["depth"] in (1.0, 2.0, 3.0, 4.0)
+            assert doc["misc"]["vals"]["depth"] != []
+        else:
+            assert doc["misc"]["vals"]["depth"] == []
+
+
+def test_the_algorithm_sees_every_finished_result(monkeypatch):
+    seen = []
+
+    def spy(new_ids, domain, trials, seed):
+        seen.append(sorted(trials.losses(), key=str))
+        return tpe.suggest(new_ids, domain, trials, seed)
+
+    monkeypatch.setitem(ALGORITHMS, "tpe", spy)
+    store = LocalStore()
+    search = Search(store, {"x": hp.uniform("x", -10, 10)}, "tpe", max_evals=30, seed=0)
+    while search.top_up(1):
+        finish_all(store)
+    expected = sorted([d["result"]["loss"] for d in store.trial_docs()][:29], key=str)
+    assert len(seen) == 30
+    assert seen[-1] == expected
+
+
+def test_a_small_discrete_space_is_never_repeated_and_ends_exhausted():
+    store = LocalStore()
+    search = Search(store, {"c": hp.choice("c", ["a", "b", "c"])}, "random", max_evals=10)
+    queued = search.top_up(10)
+    assert queued == 3
+    assert search.exhausted
+    assert sorted(d["params"]["c"] for d in store.trial_docs()) == ["a", "b", "c"]
+
+
+def test_queue_target_counts_queued_trials_only_and_respects_remaining():
+    store = LocalStore()
+    search = Search(store, SPACE, "random", max_evals=5)
+    assert search.top_up(2) == 2
+    assert search.top_up(2) == 0
+    store.claim("w")
+    assert search.top_up(2) == 1
+    assert search.top_up(10) == 2  # 3 outstanding + 2 = 5 = max_evals
+    assert search.top_up(10) == 0
+
+
+def test_default_space_proposes_every_seed_hyperparameter():
+    store = LocalStore()
+    Search(store, CIFAR_SPACE, "tpe", max_evals=1).top_up(1)
+    assert set(store.trial_docs()[0]["params"]) == set(CIFAR_SPACE)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"algo": "grid"}, "unknown algorithm"),
+        ({"max_evals": 0}, "at least 1"),
+        ({"space": {"x": hp.uniform("x", 0, 1), "y": hp.uniform("x", 0, 1)}}, "not a valid hyperopt space"),
+    ],
+)
+def test_bad_settings_are_clear_errors(kwargs, message):
+    args = {"space": SPACE, "algo": "tpe", "max_evals": 3} | kwargs
+    with pytest.raises(CaviarError, match=message):
+        Search(LocalStore(), args["space"], args["algo"], args["max_evals"])
