@@ -1,0 +1,137 @@
+"""The default objective trains on the validation split, returns a storable result and a loadable model."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+from hyperopt import STATUS_FAIL, STATUS_OK
+
+from neural_net import datasets
+from neural_net.settings import Settings
+from neural_net.model import plot
+from neural_net.train import batches, evaluate_test, objective
+from optimizer.errors import CaviarError
+from optimizer.objective import evaluate, to_plain
+from optimizer.space import DEMO_PARAMS
+
+# DEMO_PARAMS shrunk to run in seconds on a CPU: 4 base filters, 20 fully connected units.
+SMALL: dict[str, Any] = {
+    **DEMO_PARAMS,
+    "batch_size": 16.0,
+    "conv_hiddn_units_mult": 0.1,
+    "fc_units_1_mult": 0.02,
+    "one_more_fc": None,
+    "residual": 1.0,
+    "conv_pool_res_start_idx": 2.0,
+    "first_conv": None,
+    "pooling_type": "max",
+    "nb_conv_pool_layers": 2,
+}
+HEAD_METRICS = ["accuracy", "loss"]
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the objective's temporary model folders go, to check what is left behind."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+def cifar100_env(cifar100_archive: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HKS_DATA_PATH", str(cifar100_archive))
+    monkeypatch.setenv("HKS_EPOCHS", "2")
+    return cifar100_archive
+
+
+def test_objective_returns_a_plain_result_and_the_best_model(cifar100_env: Path, temp_dir: Path) -> None:
+    result = objective(dict(SMALL))
+
+    assert result["status"] == STATUS_OK
+    assert to_plain(result) == result and json.dumps(result)
+    history = result["history"]
+    for prefix in ("", "val_"):
+        for head in ("fine_outputs", "coarse_outputs"):
+            for metric in HEAD_METRICS:
+                assert len(history[f"{prefix}{head}_{metric}"]) == 2
+        assert len(history[f"{prefix}loss"]) == 2
+    for head in ("fine", "coarse"):
+        accuracy, loss = history[f"val_{head}_outputs_accuracy"], history[f"val_{head}_outputs_loss"]
+        assert result[f"{head}_best_accuracy"] == max(accuracy) and result[f"{head}_end_accuracy"] == accuracy[-1]
+        assert result[f"{head}_best_loss"] == min(loss) and result[f"{head}_end_loss"] == loss[-1]
+    assert result["loss"] == -result["fine_best_accuracy"]
+    assert isinstance(result["n_params"], int) and result["n_params"] > 0
+    assert result["train_seconds"] > 0 and result["epochs"] == 2 and result["dataset"] == "cifar100"
+    assert (result["train_images"], result["validation_images"]) == (108, 12)
+    assert re.fullmatch(r"model_\d\.\d{4}_[0-9a-f]{6}", result["model_name"])
+    assert result["space"] == SMALL
+
+    model_path = Path(result["artifacts"]["model"])
+    assert model_path.name == "model.keras" and model_path.parent.parent == temp_dir
+    assert model_path.parent.name.startswith("tmp")  # so that the worker removes the folder with the file
+    model = keras.models.load_model(model_path)
+    data = datasets.load(Settings.from_env())
+    scores = model.evaluate(batches(data.validation, 16), return_dict=True, verbose=0)
+    assert scores["fine_outputs_accuracy"] == pytest.approx(result["fine_best_accuracy"])  # the best epoch's model
+
+    test = evaluate_test(str(model_path))
+    assert sorted(test) == sorted(f"test_{head}_{metric}" for head in ("fine", "coarse") for metric in HEAD_METRICS)
+    assert all(isinstance(value, float) for value in test.values())
+    assert 0.0 <= test["test_fine_accuracy"] <= 1.0 and test["test_coarse_loss"] > 0
+    assert objective.evaluate_best is evaluate_test  # type: ignore[attr-defined]
+    assert objective.draw is plot  # type: ignore[attr-defined]
+
+
+def test_objective_on_a_data_set_without_coarse_labels(tmp_path: Path, write_dataset,
+                                                       monkeypatch: pytest.MonkeyPatch, temp_dir: Path) -> None:
+    folder = write_dataset("mnist", tmp_path / "mnist", n_train=100, n_test=30)
+    monkeypatch.setenv("HKS_DATASET", "mnist")
+    monkeypatch.setenv("HKS_DATA_PATH", str(folder))
+    monkeypatch.setenv("HKS_EPOCHS", "1")
+    monkeypatch.setenv("DATASET_SIZE", "60")
+    monkeypatch.setenv("HKS_VALIDATION_SPLIT", "0.25")
+
+    result = evaluate(objective, dict(SMALL))
+
+    assert result["status"] == STATUS_OK, result.get("error")
+    assert (result["train_images"], result["validation_images"]) == (45, 15)
+    assert "fine_best_accuracy" in result and not [key for key in result if key.startswith("coarse")]
+    assert sorted(result["history"]) == sorted(
+        f"{prefix}{name}" for prefix in ("", "val_") for name in ("loss", "fine_outputs_accuracy", "fine_outputs_loss")
+    )
+    test = evaluate_test(result["artifacts"]["model"])
+    assert sorted(test) == ["test_fine_accuracy", "test_fine_loss"]
+
+
+def test_a_diverging_trial_fails_alone(cifar100_env: Path, temp_dir: Path) -> None:
+    diverged = evaluate(objective, {**SMALL, "lr_rate_mult": 1e12, "use_BN": False})
+
+    assert diverged["status"] == STATUS_FAIL and "diverged" in diverged["error"]
+    assert any(np.isnan(diverged["history"]["loss"])) and "artifacts" not in diverged
+    assert not list(temp_dir.iterdir())  # its model folder is gone
+    healthy = evaluate(objective, dict(SMALL))
+    assert healthy["status"] == STATUS_OK and np.isfinite(healthy["loss"])
+
+
+def test_an_error_clears_the_session_and_leaves_no_files(cifar100_env: Path, temp_dir: Path) -> None:
+    with pytest.raises(KeyError, match="SGD"):
+        objective({**SMALL, "optimizer": "SGD"})
+    assert not list(temp_dir.iterdir())
+    assert keras.layers.Dense(1).name == "dense"  # the failed trial's layers were dropped
+
+
+def test_bad_settings_are_a_caviar_error_before_any_work(cifar100_env: Path, temp_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HKS_EPOCHS", "many")
+    with pytest.raises(CaviarError, match="HKS_EPOCHS must be an integer"):
+        objective(dict(SMALL))
+    assert not list(temp_dir.iterdir())
