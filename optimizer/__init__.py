@@ -1,1 +1,17 @@
-"""The tuning side of Caviar: spaces, search algorithms, trial stores and the master loop."""
+"""The tuning side of Caviar: spaces, search algorithms, trial stores and the master loop.
+
+``from optimizer import MongoTrials`` gives the drop-in for hyperopt's MongoTrials.
+"""
+
+from typing import Any
+
+__all__ = ["MongoTrials"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so `python -m optimizer --help` and the workers stay light.
+    if name == "MongoTrials":
+        from optimizer.trials import MongoTrials
+
+        return MongoTrials
+    raise AttributeError(f"module 'optimizer' has no attribute {name!r}")

@@ -123,8 +123,10 @@ class LocalStore(TrialStore):
     def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
         with self._lock:
             doc = self._held(tid, owner)
-            if doc is None:
-                return False
+            if doc is None:  # a repeated finish of what this owner already recorded is fine
+                done = self._docs.get(tid)
+                same = done is not None and (done.get("owner"), done.get("result")) == (owner, result)
+                return same and done["state"] == DONE
             doc.update(state=DONE, result=copy.deepcopy(result), refresh_time=time.time())
             if artifacts and self._artifact_dir and best_doc(list(self._docs.values())) is doc:
                 for name, path in artifacts.items():

@@ -6,6 +6,10 @@ Whatever happens inside it, ``evaluate`` returns a result that can be stored as
 plain values: exceptions, NaN/inf losses and unserialisable values become
 failed trials, so one bad point never stops a search.
 
+An objective raises ``CaviarError`` for a problem no trial can overcome (its
+data set is missing or unreadable): that stops the search or the worker with
+one clear line instead of failing every trial in the queue.
+
 A result may carry ``artifacts``: ``{name: path of a file}`` such as a trained
 model. The runner pops them before the result is stored and keeps the files of
 the best trial only (see ``Artifacts``).
@@ -21,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 from hyperopt import STATUS_FAIL, STATUS_OK
+
+from optimizer.errors import CaviarError
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +99,11 @@ def _details(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate(fn: Objective, params: dict[str, Any]) -> dict[str, Any]:
-    """Run ``fn(params)`` and return a plain result dict; never raises for the objective's errors."""
+    """Run ``fn(params)`` and return a plain result dict; only a CaviarError gets through."""
     start = time.time()
     try:
         raw = fn(params)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, CaviarError):
         raise
     except BaseException as err:  # noqa: BLE001 - any failure of user code fails the trial only
         if isinstance(err, SystemExit):
