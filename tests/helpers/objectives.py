@@ -1,0 +1,90 @@
+"""Cheap objectives and a small space for tests of the stores, the workers and the master.
+
+Workers run in other processes, so the knobs come from the params or from
+environment variables that a test puts in the experiment's ``env``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import time
+from typing import Any
+
+from hyperopt import hp
+
+# Two top-level parameters and a conditional branch with nested parameters.
+SPACE: dict[str, Any] = {
+    "x": hp.uniform("x", -3.0, 3.0),
+    "model": hp.choice(
+        "model",
+        [
+            {"kind": "linear"},
+            {"kind": "poly", "degree": hp.quniform("degree", 2, 4, 1), "scale": hp.loguniform("scale", -1.0, 1.0)},
+        ],
+    ),
+}
+
+
+def quadratic(params: dict[str, Any]) -> float:
+    """(x - 1)^2, plus a penalty for the polynomial branch: minimum 0 at x=1, linear."""
+    loss = (params.get("x", 0.0) - 1.0) ** 2
+    model = params.get("model") or {}
+    if model.get("kind") == "poly":
+        loss += 0.1 * model["degree"] * model["scale"]
+    return loss
+
+
+def sleepy(params: dict[str, Any]) -> float:
+    """``quadratic`` after sleeping ``params["sleep"]`` or $SLEEPY_SECONDS (default 0.1) seconds."""
+    time.sleep(float(params.get("sleep", os.environ.get("SLEEPY_SECONDS", "0.1"))))
+    return quadratic(params)
+
+
+def crash_once(params: dict[str, Any]) -> float:
+    """SIGKILLs its own worker the first time (marker file $CRASH_ONCE_MARKER), then acts as ``quadratic``."""
+    marker = os.environ["CRASH_ONCE_MARKER"]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return quadratic(params)
+
+
+def always_raises(params: dict[str, Any]) -> float:
+    """Every trial fails."""
+    raise ValueError("always_raises fails on purpose")
+
+
+def kill_worker(params: dict[str, Any]) -> float:
+    """SIGKILLs its own worker for a poison point (``params["poison"]``), else acts as ``quadratic``."""
+    if params.get("poison"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return quadratic(params)
+
+
+def with_artifact(params: dict[str, Any]) -> dict[str, Any]:
+    """``quadratic`` that also returns a "model" file holding its loss, like a trained network."""
+    loss = quadratic(params)
+    path = os.path.join(tempfile.mkdtemp(), "model.txt")
+    with open(path, "w") as f:
+        f.write(repr(loss))
+    return {"loss": loss, "artifacts": {"model": path}}
+
+
+def environment(params: dict[str, Any]) -> dict[str, Any]:
+    """Reports what the worker set up: GPU pinning, TensorFlow loaded or not, the experiment's $PROBE."""
+    return {
+        "loss": 0.0,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "tensorflow_loaded": "tensorflow" in sys.modules,
+        "probe": os.environ.get("PROBE"),
+    }
+
+
+def needs_missing_data(params: dict[str, Any]) -> float:
+    """Stands for an objective whose data set is missing on this host: a CaviarError."""
+    from optimizer.errors import CaviarError
+
+    raise CaviarError("no data set here: put it in ml_req/")

@@ -1,0 +1,131 @@
+"""MongoStore beyond the shared conformance suite: experiments side by side, connection errors, plain documents."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+from bson import ObjectId
+
+from optimizer.errors import CaviarError
+from optimizer.mongo import MongoStore, redact
+from optimizer.store import DONE, NEW, RUNNING
+from tests.helpers.server import NxServer, free_port
+from tests.helpers.trials import enqueue_points, trial_doc
+
+
+def test_experiments_in_one_database_stay_apart(mongo_url: str) -> None:
+    a, b = MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")
+    assert enqueue_points(a, [{"x": 1.0}, {"x": 2.0}]) == [0, 1]
+    assert enqueue_points(b, [{"x": 3.0}]) == [0]  # tids count per experiment
+    assert a.claim("w")["params"] == {"x": 1.0}
+    assert b.count_by_state() == {NEW: 1, RUNNING: 0, DONE: 0}
+    assert a.count_by_state() == {NEW: 1, RUNNING: 1, DONE: 0}
+    assert not b.finish(0, "w", {"status": "ok", "loss": 0.0})  # w holds a's trial 0, not b's
+    a.delete_all()
+    assert a.trial_docs() == [] and [d["params"] for d in b.trial_docs()] == [{"x": 3.0}]
+    assert a.new_tids(1) == [2]  # tids are never reused, even after delete_all
+
+
+def test_a_worker_without_exp_key_serves_every_experiment(mongo_url: str) -> None:
+    a, b = MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")
+    a.put_experiment({"objective": "m:fa"})
+    b.put_experiment({"objective": "m:fb"})
+    enqueue_points(a, [{"x": 1.0}])
+    enqueue_points(b, [{"x": 2.0}])  # the same tid 0 in both experiments
+    anywhere = MongoStore(mongo_url)
+    docs = [anywhere.claim("w"), anywhere.claim("w")]
+    assert anywhere.claim("w") is None
+    assert sorted((d["exp_key"], d["tid"]) for d in docs) == [("a", 0), ("b", 0)]
+    assert [anywhere.get_experiment(d["exp_key"])["objective"] for d in docs] == [f"m:f{d['exp_key']}" for d in docs]
+    last = docs[-1]
+    assert anywhere.heartbeat(0, "w")
+    assert anywhere.finish(0, "w", {"status": "ok", "loss": 0.5})  # acts on the last claimed trial 0
+    store_of = {"a": a, "b": b}
+    assert store_of[last["exp_key"]].trial_docs()[0]["state"] == DONE
+    assert store_of[docs[0]["exp_key"]].trial_docs()[0]["state"] == RUNNING
+    with pytest.raises(ValueError, match="needs an exp_key"):
+        anywhere.trial_docs()
+
+
+def test_an_unreachable_server_is_one_clear_error_fast() -> None:
+    url = f"mongodb://127.0.0.1:{free_port()}/caviar"
+    start = time.monotonic()
+    with pytest.raises(CaviarError) as err:
+        MongoStore(url, "e", timeout_seconds=0.5)
+    assert time.monotonic() - start < 5
+    message = str(err.value)
+    assert "\n" not in message and url in message and "Connection refused" in message
+
+
+def test_bad_urls_are_clear_errors() -> None:
+    with pytest.raises(CaviarError, match="bad MongoDB URL"):
+        MongoStore("http://localhost/caviar", "e")
+    assert redact("mongodb://me:secret@h:1/db") == "mongodb://me:***@h:1/db"
+
+
+def test_the_database_comes_from_the_url(mongo_url: str, restartable_mongo: NxServer) -> None:
+    assert MongoStore(mongo_url, "e").db.name == mongo_url.rsplit("/", 1)[1]
+    assert MongoStore(restartable_mongo.url, "e").db.name == "caviar"  # a private server: nothing to clean
+
+
+def test_a_repeated_enqueue_is_accepted_but_a_clash_is_not(mongo_url: str) -> None:
+    store = MongoStore(mongo_url, "e")
+    docs = [trial_doc(t, {"x": float(t)}) for t in store.new_tids(2)]
+    store.enqueue(docs)
+    store.enqueue(docs)  # a retry after an insert whose reply was lost
+    assert len(store.trial_docs()) == 2
+    with pytest.raises(ValueError, match=r"trials \[1\] already exist"):
+        store.enqueue([docs[0], trial_doc(1, {"x": 9.0})])
+
+
+def test_a_claim_whose_reply_was_lost_can_be_recovered(mongo_url: str) -> None:
+    store = MongoStore(mongo_url, "e")
+    enqueue_points(store, [{"x": 1.0}, {"x": 2.0}])
+    claimed = store.claim("w")
+    assert store.held_trial("w") == claimed
+    assert store.held_trial("nobody") is None
+
+
+PLAIN = (str, int, float, bool, type(None))
+
+
+def assert_plain(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert isinstance(k, str), where
+            assert_plain(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            assert_plain(v, f"{where}[{i}]")
+    else:
+        assert isinstance(value, PLAIN), f"{where} holds a {type(value).__name__}"
+
+
+def test_nothing_but_plain_values_is_stored(mongo_url: str, tmp_path: Path) -> None:
+    store = MongoStore(mongo_url, "e")
+    store.put_experiment({"objective": "tests.helpers.objectives:quadratic", "env": {"A": "1"}, "max_evals": 3})
+    tids = enqueue_points(store, [{"x": 1.0, "model": {"kind": "poly", "degree": 2.0}}, {"x": 2.0}, {"x": 3.0}])
+    artifact = tmp_path / "model.txt"
+    artifact.write_text("weights")
+    store.claim("w")
+    store.finish(tids[0], "w", {"status": "ok", "loss": 0.5, "history": {"acc": [0.1, 0.2]}}, {"model": str(artifact)})
+    store.claim("w")
+    store.requeue_expired(1.0, now=time.time() + 5)
+    store.worker_alive("w", {"pid": 1, "gpu": None, "exp_key": "e", "tid": None})
+    client = pymongo.MongoClient(mongo_url)
+    db = client.get_default_database()
+    for name in ("experiments", "trials", "counters", "workers", "artifacts.files"):
+        docs = list(db[name].find())
+        assert docs, name
+        for doc in docs:
+            doc_id = doc.pop("_id")
+            assert isinstance(doc_id, (str, ObjectId)), name
+            if name == "artifacts.files":  # GridFS's own bookkeeping fields
+                assert isinstance(doc.pop("uploadDate"), (datetime.datetime, str))
+            assert_plain(doc, name)
+    client.close()

@@ -1,0 +1,72 @@
+"""``python -m worker``: run queued trials from MongoDB until stopped (see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from optimizer.cli import Parser, configure_logging, positive_float, positive_int
+from optimizer.errors import CaviarError
+
+EPILOG = """\
+exit status: 0 after a clean stop (first SIGTERM/SIGINT: the current trial is finished and
+recorded first; --max-trials or --idle-exit reached); 143 after a second SIGTERM/SIGINT (the
+running trial is handed back to the queue); 1 for a problem to fix (database unreachable at
+start, objective not importable); 2 for bad flags. Once started, the worker rides out database
+outages: it retries with backoff and never drops a finished result while it still holds the trial.
+Use the same --lease-seconds as the master: an idle worker requeues trials silent for that long."""
+
+
+def build_parser() -> Parser:
+    """The worker's command line; every flag defaults to an environment variable."""
+    p = Parser(
+        prog="python -m worker",
+        description="Claim trials queued in MongoDB by the master (or MongoTrials), run them, record the results.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.env_option("--mongo", "MONGO_URL", None, help="MongoDB URL mongodb://host:port/db (database default: caviar)")
+    p.env_option("--exp-key", "EXPERIMENT_NAME", None,
+                 help="serve only this experiment; unset: serve every experiment in the database")
+    p.env_option("--gpu", "CUDA_VISIBLE_DEVICES", None,
+                 help="GPU id(s) to pin this worker to; turns on TensorFlow memory growth")
+    p.env_option("--lease-seconds", "HKS_LEASE_SECONDS", 60.0, positive_float,
+                 help="heartbeat every quarter of this; a trial silent this long goes back to the queue")
+    p.env_option("--poll-seconds", "HKS_POLL_SECONDS", 0.25, positive_float,
+                 help="longest wait between polls of an empty queue (the first waits are 10 ms)")
+    p.env_option("--max-trials", "HKS_MAX_TRIALS", None, positive_int, help="exit 0 after running this many trials")
+    p.env_option("--idle-exit", "HKS_IDLE_EXIT", None, positive_float,
+                 help="exit 0 once the queue has been empty this many seconds")
+    p.env_option("--connect-timeout", "HKS_CONNECT_TIMEOUT", 5.0, positive_float,
+                 help="seconds to wait for the database at start (and per attempt later)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.mongo:
+        parser.error("--mongo is required (or set MONGO_URL)")
+    configure_logging(args.verbose)
+    # Imported after logging is set up; tensorflow only by configure_gpu.
+    from optimizer.mongo import MongoStore
+    from worker.service import Worker, WorkerConfig, configure_gpu
+
+    try:
+        if args.gpu:
+            configure_gpu(args.gpu)
+        store = MongoStore(args.mongo, args.exp_key, timeout_seconds=args.connect_timeout)
+        config = WorkerConfig(args.lease_seconds, args.poll_seconds, args.max_trials, args.idle_exit, args.gpu)
+        worker = Worker(store, config)
+        worker.install_signal_handlers()
+        return worker.run()
+    except CaviarError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
