@@ -54,3 +54,13 @@ def test_user_fail_status_is_kept():
 
 def test_to_plain_converts_nested_numpy():
     assert to_plain({1: (np.int64(3), np.bool_(True), None)}) == {"1": [3, True, None]}
+
+
+def test_a_caviar_error_stops_instead_of_failing_the_trial():
+    from optimizer.errors import CaviarError
+
+    def no_data(params):
+        raise CaviarError("no data set")
+
+    with pytest.raises(CaviarError):
+        evaluate(no_data, {})
