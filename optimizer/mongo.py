@@ -33,7 +33,7 @@ from typing import Any
 import gridfs
 from hyperopt import STATUS_OK
 from pymongo import ASCENDING, MongoClient, ReturnDocument
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from optimizer.errors import CaviarError
 from optimizer.objective import failure, to_plain
@@ -66,6 +66,8 @@ class MongoStore(TrialStore):
     on the experiment of the claimed trial. Optimizer-side calls need an
     ``exp_key``.
     """
+
+    transient_errors = (ConnectionFailure,)
 
     def __init__(self, url: str, exp_key: str | None = None, *, timeout_seconds: float = 5.0):
         if exp_key is not None and (not isinstance(exp_key, str) or not exp_key):

@@ -1,0 +1,127 @@
+"""The master (`python -m optimizer --mongo`) with `python -m worker` processes on a real server.
+
+Separate processes throughout, with the cheap objectives of tests/helpers: the
+master must finish with exactly max-evals trials whatever is killed or cut off.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from optimizer.mongo import MongoStore
+from optimizer.store import DONE, vals_key
+from tests.conftest import ROOT, Workers
+from tests.helpers.server import NxServer, env_for_subprocess, with_database
+from tests.helpers.waiting import wait_until
+
+SPACE = "tests.helpers.objectives:SPACE"
+SLEEPY = "tests.helpers.objectives:sleepy"
+
+
+def start_master(url: str, exp_key: str, results: Path, max_evals: int, *args: str,
+                 log: Path, **env: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "optimizer", "--mongo", url, "--exp-key", exp_key, "--space", SPACE,
+             "--objective", SLEEPY, "--max-evals", str(max_evals), "--results-dir", str(results), *args],
+            cwd=ROOT, env=env_for_subprocess(env), stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def check_exactly(url: str, exp_key: str, results: Path, n: int) -> list[dict]:
+    """The database and results/results.pkl both hold n finished, distinct trials."""
+    docs = MongoStore(url, exp_key).trial_docs()
+    assert len(docs) == n and all(d["state"] == DONE for d in docs)
+    assert len({d["tid"] for d in docs}) == n
+    assert len({vals_key(d["misc"]) for d in docs}) == n, "a point was queued twice"
+    with open(results / "results.pkl", "rb") as f:
+        trials = pickle.load(f)
+    assert sorted(t["tid"] for t in trials.trials) == sorted(d["tid"] for d in docs)
+    assert len([p for p in os.listdir(results) if "_tid" in p]) == n
+    return docs
+
+
+def test_one_master_three_workers_finish_exactly_max_evals(mongo_url: str, workers: Workers, tmp_path: Path):
+    procs = [workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "3") for _ in range(3)]
+    master = start_master(mongo_url, "e", tmp_path / "results", 30, log=tmp_path / "master.log",
+                          SLEEPY_SECONDS="0.1")
+    assert master.wait(timeout=120) == 0, (tmp_path / "master.log").read_text()
+    docs = check_exactly(mongo_url, "e", tmp_path / "results", 30)
+    assert len({d["owner"] for d in docs}) == 3, "every worker should have taken trials"
+    assert workers.wait_all(timeout=30) == [0, 0, 0]
+    log = (tmp_path / "master.log").read_text()
+    assert "done=30/30" in log and "best trial" in log
+    assert len(procs) == 3
+
+
+def test_a_killed_master_restarts_without_duplicates_or_losses(mongo_url: str, workers: Workers, tmp_path: Path):
+    for _ in range(2):
+        workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "5")
+    results, log = tmp_path / "results", tmp_path / "master.log"
+    master = start_master(mongo_url, "e", results, 24, log=log, SLEEPY_SECONDS="0.1")
+    store = MongoStore(mongo_url, "e")
+    wait_until(lambda: store.count_by_state()[DONE] >= 8, 60, "8 finished trials")
+    master.send_signal(signal.SIGKILL)
+    master.wait(timeout=10)
+    assert store.count_by_state()[DONE] < 24
+    again = start_master(mongo_url, "e", results, 24, log=log, SLEEPY_SECONDS="0.1")
+    assert again.wait(timeout=120) == 0, log.read_text()
+    check_exactly(mongo_url, "e", results, 24)
+
+
+def test_master_and_workers_ride_out_a_database_outage(restartable_mongo: NxServer, workers: Workers,
+                                                      tmp_path: Path):
+    url = with_database(restartable_mongo.url, "outage")
+    for _ in range(2):
+        workers.start(url, "--exp-key", "e", "--idle-exit", "10")
+    results, log = tmp_path / "results", tmp_path / "master.log"
+    master = start_master(url, "e", results, 20, log=log, SLEEPY_SECONDS="0.2")
+    store = MongoStore(url, "e")
+    wait_until(lambda: store.count_by_state()[DONE] >= 5, 60, "5 finished trials")
+    restartable_mongo.stop()
+    time.sleep(3)
+    assert master.poll() is None, "the master gave up during the outage"
+    restartable_mongo.start()
+    assert master.wait(timeout=120) == 0, log.read_text()
+    check_exactly(url, "e", results, 20)
+    text = log.read_text()
+    assert text.count("store unreachable") == 1 and "store reachable again" in text
+
+
+def test_two_experiments_in_one_database_stay_apart(mongo_url: str, workers: Workers, tmp_path: Path):
+    for _ in range(2):
+        workers.start(mongo_url, "--idle-exit", "4")  # no --exp-key: they serve both experiments
+    a = start_master(mongo_url, "a", tmp_path / "a", 10, log=tmp_path / "a.log", SLEEPY_SECONDS="0.05")
+    b = start_master(mongo_url, "b", tmp_path / "b", 14, "--algo", "random", log=tmp_path / "b.log",
+                     SLEEPY_SECONDS="0.05")
+    assert a.wait(timeout=120) == 0, (tmp_path / "a.log").read_text()
+    assert b.wait(timeout=120) == 0, (tmp_path / "b.log").read_text()
+    check_exactly(mongo_url, "a", tmp_path / "a", 10)
+    check_exactly(mongo_url, "b", tmp_path / "b", 14)
+
+
+def test_a_second_master_with_another_objective_is_refused(mongo_url: str, tmp_path: Path):
+    store = MongoStore(mongo_url, "e")
+    store.put_experiment({"objective": "tests.helpers.objectives:quadratic", "space": SPACE})
+    master = start_master(mongo_url, "e", tmp_path / "r", 5, log=tmp_path / "m.log")
+    assert master.wait(timeout=60) == 1
+    last = (tmp_path / "m.log").read_text().strip().splitlines()[-1]
+    assert last.startswith("error: experiment 'e' was started with objective 'tests.helpers.objectives:quadratic'")
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "optimizer", "--mongo", "mongodb://127.0.0.1:9/x", "--space", SPACE,
+         "--objective", SLEEPY, "--results-dir", str(tmp_path / "r")],
+        cwd=ROOT, env=env_for_subprocess(), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
