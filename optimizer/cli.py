@@ -67,6 +67,8 @@ def build_parser() -> Parser:
             "Run a hyperparameter search. Without --mongo it runs in this process and resumes from "
             "results/results.pkl; with --mongo it queues trials for `python -m worker` processes."
         ),
+        epilog="other commands: " + "; ".join(f"{k}: {v}" for k, v in TOOLS.items())
+        + " (python -m optimizer COMMAND --help)",
     )
     p.env_option("--space", "HKS_SPACE", "optimizer.space:CIFAR_SPACE", help="hyperopt space as module:attribute")
     p.env_option("--objective", "HKS_OBJECTIVE", DEFAULT_OBJECTIVE,
@@ -141,14 +143,14 @@ def run(args: argparse.Namespace) -> int:
                 raise CaviarError(
                     f"experiment {args.exp_key!r} was started with {key} {known[key]!r}, not {identity[key]!r}"
                 )
-        results.prepare(identity)
-        store.put_experiment(identity | {"algo": args.algo, "max_evals": args.max_evals, "env": env,
-                                         "lease_seconds": args.lease_seconds})
+        settings = {"algo": args.algo, "max_evals": args.max_evals, "lease_seconds": args.lease_seconds}
+        results.prepare(identity, settings)
+        store.put_experiment(identity | settings | {"env": env})
     else:
         from optimizer.local import LocalStore
 
         docs = results.load_docs()
-        results.prepare(identity)
+        results.prepare(identity, {"algo": args.algo, "max_evals": args.max_evals})
         store = LocalStore("local", docs, artifact_dir=args.results_dir)
         if docs:
             log.info("resuming: %d finished trials in %s", len(docs), args.results_dir)
@@ -169,13 +171,113 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+TOOLS = {
+    "status": "where a search stands: counts, workers, best trial, pace and ETA",
+    "plot": "draw the plots of the finished trials into results/plots/",
+    "best": "print the best trial's hyperparameters and metrics",
+    "export": "write the best trial's trained model to a file",
+}
+
+
+def build_tool_parser(tool: str) -> Parser:
+    """The command line of ``python -m optimizer <tool>``: an experiment in MongoDB or in results/."""
+    p = Parser(prog=f"python -m optimizer {tool}", description=TOOLS[tool] + ".")
+    p.env_option("--mongo", "MONGO_URL", None, help="MongoDB URL of the experiment; unset: read --results-dir")
+    p.env_option("--exp-key", "EXPERIMENT_NAME", "caviar", help="experiment name in the database")
+    p.env_option("--results-dir", "HKS_RESULTS_DIR", "results", help="results folder of an embedded search")
+    if tool == "status":
+        p.add_argument("--watch", type=positive_float, nargs="?", const=5.0, metavar="SECONDS",
+                       help="refresh in place every SECONDS (default 5) until Ctrl-C")
+    if tool in ("status", "best"):
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    if tool == "plot":
+        p.add_argument("--out", help="folder of the PNGs (default: <results-dir>/plots)")
+    if tool == "export":
+        p.add_argument("--out", required=True, help="file to write the model to (.keras)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def open_experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The store holding the experiment, and its recorded settings (max_evals, lease_seconds...)."""
+    from optimizer.local import LocalStore
+    from optimizer.results import ResultsDir
+
+    if args.mongo:
+        from optimizer.mongo import MongoStore
+
+        store = MongoStore(args.mongo, args.exp_key)
+        experiment = store.get_experiment()
+        if experiment is None:
+            raise CaviarError(f"no experiment {args.exp_key!r} in the database")
+        return store, experiment
+    results = ResultsDir(args.results_dir)
+    docs = results.load_docs()
+    experiment = results.experiment()
+    if not docs and not experiment:
+        raise CaviarError(f"no search in {args.results_dir}/ (give --results-dir, or --mongo and --exp-key)")
+    return LocalStore("local", docs, artifact_dir=args.results_dir), experiment
+
+
+def tool(name: str, args: argparse.Namespace) -> int:
+    """Run one of the TOOLS on an experiment."""
+    import json
+    import time
+
+    from optimizer.status import collect, render
+
+    store, experiment = open_experiment(args)
+    if name == "status":
+        while True:
+            status = collect(store, experiment.get("max_evals"), float(experiment.get("lease_seconds") or 60))
+            text = json.dumps(status, indent=2) if args.json else render(status)
+            if not args.watch:
+                print(text)
+                return 0
+            print("\x1b[H\x1b[2J" + text, flush=True)
+            time.sleep(args.watch)
+    if name == "best":
+        status = collect(store, experiment.get("max_evals"), 60.0)
+        if status["best"] is None:
+            raise CaviarError("no trial has succeeded yet")
+        best = next(d for d in store.trial_docs() if d["tid"] == status["best"]["tid"])
+        summary = {"tid": best["tid"], "params": best["params"],
+                   "result": {k: v for k, v in best["result"].items() if k != "history"}}
+        print(json.dumps(summary, indent=2, sort_keys=True) if args.json else render_best(summary))
+        return 0
+    if name == "plot":
+        from optimizer.plots import make_plots
+
+        out = args.out or f"{args.results_dir}/plots"
+        paths = make_plots(store.trial_docs(), out)
+        print("\n".join(paths) if paths else "no finished trial to plot yet")
+        return 0
+    if not store.fetch_best_artifact("model", args.out):
+        raise CaviarError("the best trial kept no model (is the objective the CNN, and has a trial succeeded?)")
+    print(f"wrote the best model to {args.out}")
+    return 0
+
+
+def render_best(summary: dict[str, Any]) -> str:
+    """The best trial as aligned text."""
+    from optimizer.status import flatten
+
+    lines = [f"best trial {summary['tid']}"]
+    lines += [f"  {k:<30} {v}" for k, v in sorted(flatten(summary["params"]).items())]
+    lines.append("metrics")
+    lines += [f"  {k:<30} {v}" for k, v in sorted(summary["result"].items()) if not isinstance(v, (dict, list))]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = argv[0] if argv and argv[0] in TOOLS else None
+    parser = build_tool_parser(name) if name else build_parser()
+    args = parser.parse_args(argv[1:] if name else argv)
     configure_logging(args.verbose)
     try:
-        return run(args)
+        return tool(name, args) if name else run(args)
     except CaviarError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

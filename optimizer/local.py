@@ -146,6 +146,10 @@ class LocalStore(TrialStore):
         with self._lock:
             self._workers[owner] = {"_id": owner, "host": socket.gethostname()} | info | {"heartbeat": time.time()}
 
+    def worker_gone(self, owner: str) -> None:
+        with self._lock:
+            self._workers.pop(owner, None)
+
     def fetch_best_artifact(self, name: str, dest: str) -> bool:
         if not self._artifact_dir:
             return False

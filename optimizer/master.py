@@ -112,8 +112,14 @@ def run_distributed(
 
 
 def finalize(store: TrialStore, fn: Objective, results: ResultsDir) -> None:
-    """Evaluate the best model on the test set, once, at the end of a search (if the objective can)."""
+    """At the end of a search: the plots, and the best model's test-set metrics (if the objective can)."""
     docs = store.trial_docs()
+    try:
+        from optimizer.plots import make_plots
+
+        make_plots(docs, os.path.join(results.path, "plots"))
+    except Exception as err:  # noqa: BLE001 - plots are never worth failing a finished search
+        log.warning("could not draw the plots: %s", err)
     best = best_doc(docs)
     if best is None:
         log.warning("no trial succeeded: nothing to report as best")

@@ -272,6 +272,9 @@ class MongoStore(TrialStore):
         fields = {"host": socket.gethostname()} | to_plain(info) | {"heartbeat": time.time()}
         self._workers.update_one({"_id": owner}, {"$set": fields}, upsert=True)
 
+    def worker_gone(self, owner: str) -> None:
+        self._workers.delete_one({"_id": owner})
+
     # -- artifacts -----------------------------------------------------------
     def _keep_if_best(self, exp_key: str, tid: int, result: dict[str, Any], artifacts: dict[str, str]) -> None:
         """Upload a new best trial's files, then drop every other trial's files of the experiment.

@@ -97,8 +97,8 @@ class ResultsDir:
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
-    def prepare(self, identity: dict[str, Any]) -> None:
-        """Create the folder and refuse to mix a different search into it."""
+    def prepare(self, identity: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
+        """Create the folder and refuse to mix a different search into it; record its settings."""
         os.makedirs(self.path, exist_ok=True)
         known = self._read_json(EXPERIMENT)
         if known is not None:
@@ -106,7 +106,11 @@ class ResultsDir:
             if clash:
                 details = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in clash.items())
                 raise CaviarError(f"{self.path} holds another search ({details}); use another --results-dir")
-        write_json(self._file(EXPERIMENT), (known or {}) | identity)
+        write_json(self._file(EXPERIMENT), (known or {}) | identity | (settings or {}))
+
+    def experiment(self) -> dict[str, Any]:
+        """What experiment.json says about the search in this folder ({} if nothing yet)."""
+        return self._read_json(EXPERIMENT) or {}
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
         path = self._file(name)

@@ -120,5 +120,9 @@ class TrialStore(abc.ABC):
         """Record that a worker is alive, with what it is doing (host, gpu, tid)."""
 
     @abc.abstractmethod
+    def worker_gone(self, owner: str) -> None:
+        """Forget a worker that stopped cleanly, so status does not list it as stale."""
+
+    @abc.abstractmethod
     def fetch_best_artifact(self, name: str, dest: str) -> bool:
         """Copy the best trial's artifact ``name`` to the file ``dest``; False if there is none."""

@@ -52,6 +52,7 @@ def test_two_trials_then_resume_to_three(workdir):
     assert one["result"]["loss"] == -one["result"]["fine_best_accuracy"]
     best = json.loads((results / "best.json").read_text())
     assert set(best["test"]) >= {"test_fine_accuracy", "test_coarse_accuracy"}
+    assert {"best_so_far.png", "learning_curves.png"} <= set(os.listdir(results / "plots"))
 
     second = search(workdir, "--max-evals", "3")
     assert second.returncode == 0, second.stderr[-3000:]
@@ -96,3 +97,25 @@ def test_no_archive_offline_says_where_to_put_it(tmp_path):
     result = search(tmp_path, "--max-evals", "1")
     assert result.returncode == 1
     assert "ml_req/" in result.stderr.strip().splitlines()[-1]
+
+
+def test_best_and_export_after_a_search(workdir, tmp_path):
+    assert search(workdir, "--max-evals", "1").returncode == 0
+    best = subprocess.run([sys.executable, "-m", "optimizer", "best", "--json"], cwd=workdir, env=env_for(),
+                          capture_output=True, text=True, timeout=60)
+    assert best.returncode == 0, best.stderr
+    summary = json.loads(best.stdout)
+    assert summary["tid"] == 0 and "pooling_type" in summary["params"]
+    out = tmp_path / "exported.keras"
+    export = subprocess.run([sys.executable, "-m", "optimizer", "export", "--out", str(out)], cwd=workdir,
+                            env=env_for(), capture_output=True, text=True, timeout=60)
+    assert export.returncode == 0, export.stderr
+
+    import keras
+    import numpy as np
+
+    model = keras.models.load_model(out)
+    predictions = model.predict(np.zeros((2, 32, 32, 3), dtype="float32"), verbose=0)
+    fine = predictions["fine_outputs"] if isinstance(predictions, dict) else predictions[0]
+    assert fine.shape == (2, 100)
+    np.testing.assert_allclose(fine.sum(axis=1), 1.0, rtol=1e-4)

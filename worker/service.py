@@ -152,6 +152,7 @@ class Worker:
         """Run one claimed trial and record its result (retrying until it lands or the lease is gone)."""
         tid = doc["tid"]
         self._current = doc  # stays set if StopNow interrupts: run() hands the trial back
+        self._announce()
         fn, lease = self._prepare(doc)
         try:
             result, artifacts = run_trial(self.store, doc, fn, self.owner, min(lease, self.config.lease_seconds) / 4)
@@ -190,6 +191,13 @@ class Worker:
             self._release(doc["tid"])
             raise
         return self._objectives[path], float(experiment.get("lease_seconds") or self.config.lease_seconds)
+
+    def _announce(self) -> None:
+        """Show the trial just claimed in ``workers`` at once (status reads it); best effort."""
+        try:
+            self.store.worker_alive(self.owner, self.info())
+        except PyMongoError as err:
+            log.debug("presence update failed: %s", one_line(err))
 
     def _release(self, tid: int) -> None:
         """Hand a trial back to the queue; if that fails its lease expires instead."""
@@ -254,6 +262,10 @@ class Presence:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=self._interval + 10)
+        try:
+            self._worker.store.worker_gone(self._worker.owner)
+        except PyMongoError as err:
+            log.debug("could not sign off: %s", one_line(err))
 
 
 def configure_gpu(gpu: str) -> None:

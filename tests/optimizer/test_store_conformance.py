@@ -230,6 +230,9 @@ def test_live_workers(store: TrialStore) -> None:
     assert isinstance(worker["heartbeat"], float) and worker["host"]
     time.sleep(0.05)
     assert store.live_workers(0.01) == []
+    store.worker_alive("host:2", {"pid": 2})
+    store.worker_gone("host:1")
+    assert [w["_id"] for w in store.live_workers(60)] == ["host:2"]
 
 
 def test_a_taken_tid_is_refused(store: TrialStore) -> None:

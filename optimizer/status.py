@@ -1,0 +1,108 @@
+"""Where a search stands: counts, live workers, the best trial so far, pace and ETA."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from optimizer.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
+
+# Workers silent longer than this are no longer listed at all.
+FORGET_WORKERS_AFTER = 3600.0
+# How many recent finished trials the pace is measured over.
+PACE_WINDOW = 20
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested hyperparameters as one level of dotted names."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def pace(docs: list[dict[str, Any]]) -> float | None:
+    """Finished trials per hour over the most recent ones (None until two have finished)."""
+    times = sorted(d["refresh_time"] for d in docs if d["state"] == DONE and isinstance(d.get("refresh_time"), float))
+    recent = times[-PACE_WINDOW:]
+    if len(recent) < 2 or recent[-1] <= recent[0]:
+        return None
+    return (len(recent) - 1) / (recent[-1] - recent[0]) * 3600
+
+
+def collect(store: TrialStore, max_evals: int | None, lease_seconds: float, now: float | None = None) -> dict[str, Any]:
+    """The status of ``store``'s experiment as plain values (what ``--json`` prints)."""
+    now = time.time() if now is None else now
+    docs = store.trial_docs()
+    counts = store.count_by_state()
+    finished = counts.get(DONE, 0)
+    failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
+    workers = []
+    for w in sorted(store.live_workers(FORGET_WORKERS_AFTER), key=lambda w: str(w["_id"])):
+        age = now - w["heartbeat"]
+        workers.append({"id": w["_id"], "host": w.get("host"), "gpu": w.get("gpu"), "trial": w.get("tid"),
+                        "heartbeat_age": round(age, 1), "stale": age > lease_seconds})
+    best = best_doc(docs)
+    rate = pace(docs)
+    remaining = None if max_evals is None else max(0, max_evals - finished)
+    return {
+        "exp_key": store.exp_key,
+        "max_evals": max_evals,
+        "finished": finished,
+        "failed": failed,
+        "running": counts.get(RUNNING, 0),
+        "queued": counts.get(NEW, 0),
+        "workers": workers,
+        "best": None if best is None else {
+            "tid": best["tid"], "score": -best["result"]["loss"], "model_name": best["result"].get("model_name"),
+            "params": flatten(best.get("params") or {}),
+        },
+        "trials_per_hour": None if rate is None else round(rate, 1),
+        "eta_seconds": None if rate is None or remaining is None else round(remaining / rate * 3600),
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def render(status: dict[str, Any], main_params: int = 8) -> str:
+    """A terminal table of ``collect``'s status."""
+    total = "?" if status["max_evals"] is None else status["max_evals"]
+    lines = [
+        f"experiment {status['exp_key']}",
+        f"  finished {status['finished']}/{total}   failed {status['failed']}   "
+        f"running {status['running']}   queued {status['queued']}",
+        f"  pace {status['trials_per_hour'] or '-'} trials/hour   "
+        f"ETA {_duration(status['eta_seconds'])}",
+    ]
+    if status["workers"]:
+        lines += ["", f"  {'worker':<24} {'host':<16} {'gpu':<5} {'trial':>6} {'heartbeat':>10}"]
+        for w in status["workers"]:
+            flag = "  STALE" if w["stale"] else ""
+            lines.append(f"  {str(w['id']):<24} {str(w['host']):<16} {str(w['gpu'] or '-'):<5} "
+                         f"{'-' if w['trial'] is None else w['trial']:>6} {w['heartbeat_age']:>9.1f}s{flag}")
+    else:
+        lines += ["", "  no live workers"]
+    best = status["best"]
+    if best:
+        lines += ["", f"  best: trial {best['tid']}  score {best['score']:.4f}  {best['model_name'] or ''}".rstrip()]
+        for name, value in list(best["params"].items())[:main_params]:
+            lines.append(f"    {name:<28} {_value(value)}")
+        if len(best["params"]) > main_params:
+            lines.append(f"    ... {len(best['params']) - main_params} more (see best.json or --json)")
+    else:
+        lines += ["", "  best: no successful trial yet"]
+    return "\n".join(lines)
