@@ -90,6 +90,7 @@ def build_parser() -> Parser:
     p.env_option("--dataset", "HKS_DATASET", None, choices=["cifar100", "cifar10", "mnist", "fashion_mnist"],
                  help="CNN objective: data set")
     p.env_option("--data-path", "HKS_DATA_PATH", None, help="CNN objective: path of the data set archive")
+    p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             run_distributed(search, recorder, args.lease_seconds, args.lookahead)
         else:
             run_embedded(search, fn, recorder)
-    finalize(store, fn, results)
+    finalize(store, fn, results, plots=not args.no_plots)
     return 0
 
 

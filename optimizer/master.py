@@ -89,10 +89,10 @@ def run_distributed(
                 for tid in store.requeue_expired(lease_seconds):
                     log.warning("trial %s: its worker went silent for %ss; requeued", tid, lease_seconds)
                 next_requeue = now + min(lease_seconds / 4, 5.0)
-            if now >= next_census:
+            counts = store.count_by_state()
+            if now >= next_census or counts.get(NEW, 0) == 0:  # an empty queue may mean idle workers
                 workers = len(store.live_workers(lease_seconds))
                 next_census = now + 1.0
-            counts = store.count_by_state()
             if counts.get(DONE, 0) != last_done:
                 last_done = counts.get(DONE, 0)
                 recorder.observe(counts, workers)
@@ -111,15 +111,16 @@ def run_distributed(
             time.sleep(min(5.0, 0.2 + (time.monotonic() - outage_since) / 4))
 
 
-def finalize(store: TrialStore, fn: Objective, results: ResultsDir) -> None:
+def finalize(store: TrialStore, fn: Objective, results: ResultsDir, plots: bool = True) -> None:
     """At the end of a search: the plots, and the best model's test-set metrics (if the objective can)."""
     docs = store.trial_docs()
-    try:
-        from optimizer.plots import make_plots
+    if plots:
+        try:
+            from optimizer.plots import make_plots
 
-        make_plots(docs, os.path.join(results.path, "plots"))
-    except Exception as err:  # noqa: BLE001 - plots are never worth failing a finished search
-        log.warning("could not draw the plots: %s", err)
+            make_plots(docs, os.path.join(results.path, "plots"))
+        except Exception as err:  # noqa: BLE001 - plots are never worth failing a finished search
+            log.warning("could not draw the plots: %s", err)
     best = best_doc(docs)
     if best is None:
         log.warning("no trial succeeded: nothing to report as best")

@@ -31,13 +31,12 @@ import time
 from typing import Any
 
 import gridfs
-from hyperopt import STATUS_OK
 from pymongo import ASCENDING, MongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from optimizer.errors import CaviarError
 from optimizer.objective import failure, to_plain
-from optimizer.store import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, vals_key
+from optimizer.store import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, STATUS_OK, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,8 @@ import traceback
 from typing import Any, Callable
 
 import numpy as np
-from hyperopt import STATUS_FAIL, STATUS_OK
-
 from optimizer.errors import CaviarError
+from optimizer.store import STATUS_FAIL, STATUS_OK
 
 log = logging.getLogger(__name__)
 

@@ -64,3 +64,21 @@ def test_a_caviar_error_stops_instead_of_failing_the_trial():
 
     with pytest.raises(CaviarError):
         evaluate(no_data, {})
+
+
+def test_state_and_status_values_are_hyperopts():
+    import hyperopt
+
+    from optimizer import store
+
+    assert (store.NEW, store.RUNNING, store.DONE) == (
+        hyperopt.JOB_STATE_NEW, hyperopt.JOB_STATE_RUNNING, hyperopt.JOB_STATE_DONE)
+    assert (store.STATUS_OK, store.STATUS_FAIL) == (hyperopt.STATUS_OK, hyperopt.STATUS_FAIL)
+
+
+def test_workers_start_without_hyperopt():
+    import subprocess
+    import sys
+
+    code = "import sys, worker.service, worker.__main__; print('hyperopt' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -1,0 +1,398 @@
+"""Experiment tracking: hand every finished trial to TensorBoard and, optionally, MLflow.
+
+Like Optuna's callbacks, a tracker is told about each finished trial document
+(see optimizer/store.py for its layout) and closed at the end of a run. The
+master calls them, not the workers: workers may run on other hosts, while the
+master sees every finished document with its full per-epoch history.
+
+Trackers never raise: tracking is a view on the search, so a full disk or an
+unreachable tracking server is a warning, never a failed trial or a stopped
+search. Both trackers are idempotent across restarts, so a resumed search feeds
+them every finished trial again and only the new ones are written.
+
+- ``TensorBoardTracker`` (base install): results/tensorboard/<run>/ per trial
+  with the per-epoch scalars and an HParams session, and the experiment's
+  HParams config in results/tensorboard/ itself.
+- ``MlflowTracker`` (``pip install caviar[mlflow]``): one parent run per
+  experiment and one nested child run per trial, in a local SQLite store under
+  results/ unless MLFLOW_TRACKING_URI names another one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from optimizer.store import is_ok
+
+log = logging.getLogger(__name__)
+
+Draw = Callable[[dict[str, Any], str], None]
+
+TENSORBOARD_DIR = "tensorboard"
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"
+# Written into a trial's TensorBoard folder once its events are complete.
+TRIAL_MARKER = "caviar_trial.json"
+# MLflow servers before 2.x refuse longer parameter values; newer ones allow 6000.
+MAX_PARAM_CHARS = 500
+MAX_KEY_CHARS = 250
+MAX_TAG_CHARS = 5000
+# An unreachable tracking server must cost seconds, not MLflow's default minutes of retries.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+class Tracker(Protocol):
+    """Something that records finished trials somewhere; it must never raise."""
+
+    def trial_finished(self, doc: dict[str, Any]) -> None:
+        """Record one finished (DONE) trial document; one already recorded is skipped."""
+
+    def close(self) -> None:
+        """Flush and release what the tracker holds at the end of a run."""
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """Nested hyperparameters as one level of dotted keys with scalar values.
+
+    Dashboards compare scalars only: None becomes "None" and a list its JSON text.
+    """
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, f"{name}."))
+        elif value is None:
+            flat[name] = "None"
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = json.dumps(value, default=str)
+    return flat
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """One number per metric of a trial, for comparing trials side by side.
+
+    ``result/<field>`` for each numeric field of the result (loss, fine_best_accuracy,
+    n_params...) and ``best/`` and ``final/`` of every validation accuracy in the history.
+    """
+    metrics = {f"result/{key}": float(value) for key, value in result.items() if _finite(value)}
+    for key, values in (result.get("history") or {}).items():
+        finite = [float(v) for v in values if _finite(v)]
+        if key.startswith("val_") and key.endswith("accuracy") and finite:
+            metrics[f"best/{key}"] = max(finite)
+            metrics[f"final/{key}"] = finite[-1]
+    return metrics
+
+
+def _status(doc: dict[str, Any]) -> str:
+    return "ok" if is_ok(doc) else str(doc["result"].get("status", "fail"))
+
+
+def run_name(doc: dict[str, Any]) -> str:
+    """A trial's display name: its model name, else trial_<tid>, safe as a folder name."""
+    name = doc["result"].get("model_name") or f"trial_{doc['tid']:05d}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(name)).lstrip(".") or f"trial_{doc['tid']:05d}"
+
+
+class TensorBoardTracker:
+    """Writes each trial's per-epoch scalars and HParams session for TensorBoard's dashboards."""
+
+    def __init__(self, logdir: str):
+        self.logdir = logdir
+        self._written = self._scan()
+        # Every value seen per hyperparameter, and every summary metric tag: the experiment config.
+        self._values: dict[str, set[Any]] = {}
+        self._metrics: set[str] = set()
+        self._config: tuple[Any, ...] | None = None
+
+    def _scan(self) -> dict[int, str]:
+        """Trials written by earlier runs (tid -> folder), from their markers."""
+        written: dict[int, str] = {}
+        for marker in Path(self.logdir).glob(f"*/{TRIAL_MARKER}"):
+            try:
+                written[int(json.loads(marker.read_text())["tid"])] = marker.parent.name
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                log.warning("ignoring unreadable TensorBoard marker %s: %s", marker, err)
+        return written
+
+    def trial_finished(self, doc: dict[str, Any]) -> None:
+        """Write the trial's folder unless an earlier run did, then refresh the experiment config."""
+        try:
+            hparams = self._hparams(doc)
+            metrics = summary_metrics(doc["result"])
+            for name, value in hparams.items():
+                self._values.setdefault(name, set()).add(value)
+            self._metrics.update(metrics)
+            if doc["tid"] not in self._written:
+                self._write_trial(doc, hparams, metrics)
+            self._write_config()
+        except Exception as err:  # noqa: BLE001 - tracking must never stop a search
+            log.warning("TensorBoard: could not record trial %s: %s", doc.get("tid"), err)
+
+    def close(self) -> None:
+        """Nothing stays open: every trial's writer is closed once its events are written."""
+
+    @staticmethod
+    def _hparams(doc: dict[str, Any]) -> dict[str, Any]:
+        return {"status": _status(doc)} | flatten_params(doc.get("params") or {})
+
+    def _folder(self, doc: dict[str, Any]) -> str:
+        """A folder of its own for the trial, even if another trial has the same model name."""
+        name = run_name(doc)
+        if name in self._written.values():
+            name = f"{name}_tid{doc['tid']:05d}"
+        return name
+
+    def _write_trial(self, doc: dict[str, Any], hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hp
+
+        name = self._folder(doc)
+        path = os.path.join(self.logdir, name)
+        # A folder without a marker is what a crash left half written: start it again.
+        shutil.rmtree(path, ignore_errors=True)
+        writer = tf.summary.create_file_writer(path)
+        try:
+            with writer.as_default():
+                hp.hparams(hparams, trial_id=name, start_time_secs=doc.get("book_time"))
+                for key, values in (doc["result"].get("history") or {}).items():
+                    for epoch, value in enumerate(values):
+                        tf.summary.scalar(key, value, step=epoch)
+                for key, value in metrics.items():
+                    tf.summary.scalar(key, value, step=0)
+        finally:
+            writer.close()
+        Path(path, TRIAL_MARKER).write_text(json.dumps({"tid": doc["tid"], "status": hparams["status"]}))
+        self._written[doc["tid"]] = name
+
+    def _write_config(self) -> None:
+        """(Re)write the HParams experiment config in the log root when the trials widened it.
+
+        It lists every hyperparameter with the domain of the values seen, and the
+        summary metrics, so the HParams dashboard shows them as columns. The root
+        holds one config event file: a new one replaces the old. A TensorBoard
+        already running keeps the config it read first until it is restarted.
+        """
+        hparams = []
+        for name in sorted(self._values, key=lambda n: (n != "status", n)):
+            values = self._values[name]
+            if all(isinstance(v, bool) for v in values):
+                domain = ("bool",)
+            elif all(_finite(v) for v in values):
+                domain = ("interval", float(min(values)), float(max(values)))
+            elif all(isinstance(v, str) for v in values):
+                domain = ("discrete", *sorted(values))
+            else:  # several types (e.g. "None" or a number): no domain, so no filter hides any
+                domain = ()
+            hparams.append((name, domain))
+        order = {"result/loss": 0, "best": 1, "final": 2}
+        metrics = sorted(self._metrics, key=lambda m: (order.get(m, order.get(m.split("/")[0], 3)), m))
+        config = (tuple(hparams), tuple(metrics))
+        if config == self._config:
+            return
+        self._save_config(hparams, metrics)
+        self._config = config
+
+    def _save_config(self, hparams: list[tuple[str, tuple[Any, ...]]], metrics: list[str]) -> None:
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hp
+
+        def domain(spec: tuple[Any, ...]) -> Any:
+            if not spec:
+                return None
+            if spec[0] == "bool":
+                return hp.Discrete([False, True])
+            if spec[0] == "interval":
+                return hp.RealInterval(spec[1], spec[2])
+            return hp.Discrete(list(spec[1:]))
+
+        os.makedirs(self.logdir, exist_ok=True)
+        old = [p for p in Path(self.logdir).iterdir() if p.is_file() and p.name.startswith("events.out.tfevents.")]
+        # Written beside the log root (not in it, where TensorBoard would take it for a run), then moved in.
+        staging = tempfile.mkdtemp(prefix=".tensorboard-config-", dir=os.path.dirname(os.path.abspath(self.logdir)))
+        try:
+            writer = tf.summary.create_file_writer(staging)
+            try:
+                with writer.as_default():
+                    hp.hparams_config(
+                        hparams=[hp.HParam(name, domain(spec)) for name, spec in hparams],
+                        metrics=[hp.Metric(tag) for tag in metrics],
+                    )
+            finally:
+                writer.close()
+            for event_file in Path(staging).iterdir():
+                shutil.move(str(event_file), os.path.join(self.logdir, event_file.name))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        for path in old:
+            path.unlink(missing_ok=True)
+
+
+def _mlflow_key(key: str) -> str:
+    """A metric or parameter name MLflow accepts (letters, digits, _ - . / space and no more)."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", key)[:MAX_KEY_CHARS]
+
+
+class MlflowTracker:
+    """Logs the experiment as one MLflow parent run with a nested child run per trial.
+
+    The first MLflow error (no server, bad URI, missing driver) is logged once as a
+    warning and turns this tracker off for the rest of the run; the search goes on.
+    """
+
+    def __init__(self, tracking_uri: str, exp_key: str, draw: Draw | None = None,
+                 artifact_location: str | None = None):
+        for name, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        self.tracking_uri, self.exp_key = tracking_uri, exp_key
+        self._draw, self._artifact_location = draw, artifact_location
+        self._client: Any = None
+        self._experiment_id = self._parent_id = ""
+        self._logged: set[int] = set()
+        self._disabled = False
+
+    def trial_finished(self, doc: dict[str, Any]) -> None:
+        """Log the trial as a child run unless it already is one."""
+        if self._disabled:
+            return
+        try:
+            if self._client is None:
+                self._connect()
+            if doc["tid"] not in self._logged:
+                self._log_trial(doc)
+                self._logged.add(doc["tid"])
+        except Exception as err:  # noqa: BLE001 - tracking must never stop a search
+            self._disable(err)
+
+    def close(self) -> None:
+        """Mark the parent run finished (a resumed search marks it running again)."""
+        if self._disabled or self._client is None:
+            return
+        try:
+            self._client.set_terminated(self._parent_id, "FINISHED")
+        except Exception as err:  # noqa: BLE001
+            self._disable(err)
+
+    def _disable(self, err: Exception) -> None:
+        log.warning("MLflow tracking (%s) is off for the rest of this run: %s: %s",
+                    self.tracking_uri, type(err).__name__, err)
+        self._disabled = True
+
+    def _connect(self) -> None:
+        """Find or create the experiment and its parent run; learn which trials are logged."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = client.get_experiment_by_name(self.exp_key)
+        if experiment is None:
+            self._experiment_id = client.create_experiment(self.exp_key, artifact_location=self._artifact_location)
+        else:
+            self._experiment_id = experiment.experiment_id
+        # The MLflow experiment is this search's alone: its one parent run is the one tagged so.
+        parents = self._search(client, "tags.`caviar.role` = 'parent'")
+        if parents:
+            self._parent_id = parents[0].info.run_id
+            client.update_run(self._parent_id, status="RUNNING")
+        else:
+            tags = {"caviar.exp_key": self.exp_key, "caviar.role": "parent"}
+            self._parent_id = client.create_run(self._experiment_id, tags=tags, run_name=self.exp_key).info.run_id
+        for run in self._search(client, f"tags.`mlflow.parentRunId` = '{self._parent_id}'"):
+            if run.info.status in ("FINISHED", "FAILED"):
+                self._logged.add(int(run.data.tags["caviar.tid"]))
+            else:  # a child a crash left half logged: it is logged again
+                client.delete_run(run.info.run_id)
+        self._client = client
+        log.info("MLflow: experiment %r at %s, %d trials already logged", self.exp_key, self.tracking_uri,
+                 len(self._logged))
+
+    def _search(self, client: Any, filter_string: str) -> list[Any]:
+        runs, token = [], None
+        while True:
+            page = client.search_runs([self._experiment_id], filter_string, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _log_trial(self, doc: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        client, result, status = self._client, doc["result"], _status(doc)
+        tags = {"mlflow.parentRunId": self._parent_id, "caviar.exp_key": self.exp_key,
+                "caviar.tid": str(doc["tid"]), "caviar.status": status}
+        if result.get("error"):
+            tags["caviar.error"] = str(result["error"])[:MAX_TAG_CHARS]
+        start_ms = int(1000 * (doc.get("book_time") or time.time()))
+        end_ms = int(1000 * (doc.get("refresh_time") or time.time()))
+        run_id = client.create_run(self._experiment_id, start_time=start_ms, tags=tags,
+                                   run_name=run_name(doc)).info.run_id
+        params = [Param(_mlflow_key(k), str(v)[:MAX_PARAM_CHARS])
+                  for k, v in flatten_params(doc.get("params") or {}).items()]
+        metrics = [Metric(_mlflow_key(key), float(value), end_ms, step)
+                   for key, values in (result.get("history") or {}).items()
+                   for step, value in enumerate(values) if isinstance(value, (int, float))]
+        metrics += [Metric(_mlflow_key(k), v, end_ms, 0) for k, v in summary_metrics(result).items()]
+        for i in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[i:i + 100])
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        if self._draw is not None and status == "ok":
+            self._log_diagram(run_id, doc["params"])
+        client.set_terminated(run_id, "FINISHED" if status == "ok" else "FAILED", end_time=end_ms)
+
+    def _log_diagram(self, run_id: str, params: dict[str, Any]) -> None:
+        """Attach the model's diagram; a model that cannot be drawn is only a warning."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.png")
+            try:
+                self._draw(params, path)
+            except Exception as err:  # noqa: BLE001 - a diagram is never worth losing the run
+                log.warning("MLflow: could not draw the model of run %s: %s", run_id, err)
+                return
+            self._client.log_artifact(run_id, path)
+
+
+def default_mlflow_uri(results_dir: str) -> tuple[str, str]:
+    """The local store under results/ (SQLite; MLflow 3 refuses its old file store) and its artifact root."""
+    root = Path(results_dir).resolve()
+    return f"sqlite:///{root / MLFLOW_DB}", (root / MLFLOW_ARTIFACTS).as_uri()
+
+
+def make_trackers(results_dir: str, exp_key: str, mlflow: bool | None, draw: Draw | None) -> list[Tracker]:
+    """The trackers of a search: TensorBoard when installed, MLflow when asked for.
+
+    ``mlflow``: True to log to MLflow, False never to, None to log only when
+    MLFLOW_TRACKING_URI is set. Without the mlflow package that is a warning.
+    """
+    trackers: list[Tracker] = []
+    if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard"):
+        trackers.append(TensorBoardTracker(os.path.join(results_dir, TENSORBOARD_DIR)))
+    else:
+        log.warning("tensorboard is not installed: no TensorBoard logs")
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if mlflow is False or (mlflow is None and not uri):
+        return trackers
+    if importlib.util.find_spec("mlflow") is None:
+        log.warning("MLflow tracking asked for, but mlflow is not installed (pip install 'caviar[mlflow]')")
+        return trackers
+    artifacts = None
+    if not uri:
+        os.makedirs(results_dir, exist_ok=True)
+        uri, artifacts = default_mlflow_uri(results_dir)
+    trackers.append(MlflowTracker(uri, exp_key, draw, artifacts))
+    return trackers
