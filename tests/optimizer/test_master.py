@@ -85,7 +85,7 @@ def test_master_and_workers_ride_out_a_database_outage(restartable_mongo: NxServ
     store = MongoStore(url, "e")
     wait_until(lambda: store.count_by_state()[DONE] >= 5, 60, "5 finished trials")
     restartable_mongo.stop()
-    time.sleep(3)
+    time.sleep(7)  # longer than the driver's 5 s server selection: the master must see the outage
     assert master.poll() is None, "the master gave up during the outage"
     restartable_mongo.start()
     assert master.wait(timeout=120) == 0, log.read_text()
