@@ -90,6 +90,11 @@ def build_parser() -> Parser:
     p.env_option("--dataset", "HKS_DATASET", None, choices=["cifar100", "cifar10", "mnist", "fashion_mnist"],
                  help="CNN objective: data set")
     p.env_option("--data-path", "HKS_DATA_PATH", None, help="CNN objective: path of the data set archive")
+    p.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=None,
+                   help="log every trial to MLflow (pip install '.[mlflow]'); default: only when "
+                   "MLFLOW_TRACKING_URI is set; local store: <results-dir>/mlflow.db")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="log trials to <results-dir>/tensorboard/; default: the trials with per-epoch curves")
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -102,7 +107,7 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for name in ("hyperopt", "pymongo", "absl", "matplotlib", "h5py"):
+    for name in ("hyperopt", "pymongo", "absl", "matplotlib", "h5py", "alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -125,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from optimizer.results import ResultsDir
     from optimizer.search import Search
     from optimizer.space import CIFAR_SPACE, DEMO_PARAMS, load_space
+    from optimizer.tracking import make_trackers
 
     env = export_objective_settings(args)
     space = load_space(args.space)
@@ -161,13 +167,18 @@ def run(args: argparse.Namespace) -> int:
         log.info("the experiment already holds %d finished trials (max-evals %d): nothing to do", done, args.max_evals)
         return 0
     with Progress(args.max_evals) as progress:
-        recorder = Recorder(store, results, progress, fn)
-        if space is CIFAR_SPACE:
-            recorder.draw(DEMO_PARAMS, "model_demo.png")
-        if args.mongo:
-            run_distributed(search, recorder, args.lease_seconds, args.lookahead)
-        else:
-            run_embedded(search, fn, recorder)
+        trackers = make_trackers(args.results_dir, args.exp_key, args.mlflow, getattr(fn, "draw", None),
+                                 args.tensorboard)
+        recorder = Recorder(store, results, progress, fn, trackers)
+        try:
+            if space is CIFAR_SPACE:
+                recorder.draw(DEMO_PARAMS, "model_demo.png")
+            if args.mongo:
+                run_distributed(search, recorder, args.lease_seconds, args.lookahead)
+            else:
+                run_embedded(search, fn, recorder)
+        finally:
+            recorder.close()
     finalize(store, fn, results, plots=not args.no_plots)
     return 0
 

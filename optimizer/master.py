@@ -12,35 +12,49 @@ import os
 import socket
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from optimizer.objective import Objective
 from optimizer.progress import Progress
 from optimizer.results import ResultsDir
 from optimizer.search import Search
 from optimizer.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
+from optimizer.tracking import Tracker
 from worker.loop import discard_artifacts, run_trial
 
 log = logging.getLogger(__name__)
 
 
 class Recorder:
-    """Mirrors finished trials into results/, shows progress and redraws the best model."""
+    """Mirrors finished trials into results/ and the trackers, shows progress, redraws the best model."""
 
-    def __init__(self, store: TrialStore, results: ResultsDir, progress: Progress, fn: Objective | None):
+    def __init__(self, store: TrialStore, results: ResultsDir, progress: Progress, fn: Objective | None,
+                 trackers: Sequence[Tracker] = ()):
         self.store, self.results, self.progress = store, results, progress
         self._draw: Callable[[dict[str, Any], str], None] | None = getattr(fn, "draw", None)
+        self.trackers = list(trackers)
+        self._tracked: set[int] = set()
 
     def observe(self, counts: dict[int, int], workers: int | None = None) -> None:
         """Read the trials, write what is new, report."""
         docs = self.store.trial_docs()
         best = self.results.update(docs)
+        for doc in docs:
+            if doc["state"] == DONE and doc["tid"] not in self._tracked:
+                for tracker in self.trackers:
+                    tracker.trial_finished(doc)
+                self._tracked.add(doc["tid"])
         if best is not None:
             log.info("new best: trial %s, score %.4f", best["tid"], -best["result"]["loss"])
             self.draw(best["params"], "model_best.png")
         failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
         top = best_doc(docs)
         self.progress.show(counts, failed, top["result"]["loss"] if top else None, workers)
+
+    def close(self) -> None:
+        """End the trackers' runs (MLflow's parent run is marked finished)."""
+        for tracker in self.trackers:
+            tracker.close()
 
     def draw(self, params: dict[str, Any], name: str) -> None:
         """Draw a model diagram if the objective knows how; a failure is only a warning."""

@@ -112,11 +112,13 @@ def run_name(doc: dict[str, Any]) -> str:
 class TensorBoardTracker:
     """Writes each trial's per-epoch scalars and HParams session for TensorBoard's dashboards."""
 
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str, history_only: bool = False):
         self.logdir = logdir
+        # Only trials with per-epoch curves: a cheap objective's master then never loads TensorFlow.
+        self.history_only = history_only
         self._written = self._scan()
-        # Every value seen per hyperparameter, and every summary metric tag: the experiment config.
-        self._values: dict[str, set[Any]] = {}
+        # Every (type name, value) seen per hyperparameter, and every summary metric tag: the experiment config.
+        self._values: dict[str, set[tuple[str, Any]]] = {}
         self._metrics: set[str] = set()
         self._config: tuple[Any, ...] | None = None
 
@@ -132,11 +134,13 @@ class TensorBoardTracker:
 
     def trial_finished(self, doc: dict[str, Any]) -> None:
         """Write the trial's folder unless an earlier run did, then refresh the experiment config."""
+        if self.history_only and not doc["result"].get("history"):
+            return
         try:
             hparams = self._hparams(doc)
             metrics = summary_metrics(doc["result"])
-            for name, value in hparams.items():
-                self._values.setdefault(name, set()).add(value)
+            for name, value in hparams.items():  # typed: a set would merge True, 1 and 1.0
+                self._values.setdefault(name, set()).add((type(value).__name__, value))
             self._metrics.update(metrics)
             if doc["tid"] not in self._written:
                 self._write_trial(doc, hparams, metrics)
@@ -183,43 +187,44 @@ class TensorBoardTracker:
     def _write_config(self) -> None:
         """(Re)write the HParams experiment config in the log root when the trials widened it.
 
-        It lists every hyperparameter with the domain of the values seen, and the
-        summary metrics, so the HParams dashboard shows them as columns. The root
-        holds one config event file: a new one replaces the old. A TensorBoard
+        It lists every hyperparameter with the domain of the values seen (and whether
+        they differ: the dashboard shows those first) and the summary metrics. The
+        root holds one config event file: a new one replaces the old. A TensorBoard
         already running keeps the config it read first until it is restarted.
         """
-        hparams = []
-        for name in sorted(self._values, key=lambda n: (n != "status", n)):
-            values = self._values[name]
-            if all(isinstance(v, bool) for v in values):
-                domain = ("bool",)
-            elif all(_finite(v) for v in values):
-                domain = ("interval", float(min(values)), float(max(values)))
-            elif all(isinstance(v, str) for v in values):
-                domain = ("discrete", *sorted(values))
-            else:  # several types (e.g. "None" or a number): no domain, so no filter hides any
-                domain = ()
-            hparams.append((name, domain))
+        from tensorboard.plugins.hparams import api_pb2
+
+        hparams = [self._hparam_info(name, values) for name, values in sorted(self._values.items())]
         order = {"result/loss": 0, "best": 1, "final": 2}
-        metrics = sorted(self._metrics, key=lambda m: (order.get(m, order.get(m.split("/")[0], 3)), m))
-        config = (tuple(hparams), tuple(metrics))
-        if config == self._config:
-            return
-        self._save_config(hparams, metrics)
-        self._config = config
+        tags = sorted(self._metrics, key=lambda m: (order.get(m, order.get(m.split("/")[0], 3)), m))
+        metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in tags]
+        config = tuple(p.SerializeToString(deterministic=True) for p in hparams + metrics)
+        if config != self._config:
+            self._save_config(hparams, metrics)
+            self._config = config
 
-    def _save_config(self, hparams: list[tuple[str, tuple[Any, ...]]], metrics: list[str]) -> None:
+    @staticmethod
+    def _hparam_info(name: str, typed: set[tuple[str, Any]]) -> Any:
+        from tensorboard.plugins.hparams import api_pb2
+
+        kinds = {kind for kind, _ in typed}
+        values = [value for _, value in typed]
+        info = api_pb2.HParamInfo(name=name, differs=len(set(values)) > 1)
+        if kinds == {"bool"}:
+            info.type = api_pb2.DATA_TYPE_BOOL
+            info.domain_discrete.extend([False, True])
+        elif kinds <= {"int", "float"} and all(_finite(v) for v in values):
+            info.type = api_pb2.DATA_TYPE_FLOAT64
+            info.domain_interval.min_value, info.domain_interval.max_value = min(values), max(values)
+        elif kinds == {"str"}:
+            info.type = api_pb2.DATA_TYPE_STRING
+            info.domain_discrete.extend(sorted(values))
+        # Otherwise several types (e.g. "None" or a number): no domain, so no dashboard filter hides either.
+        return info
+
+    def _save_config(self, hparams: list[Any], metrics: list[Any]) -> None:
         import tensorflow as tf
-        from tensorboard.plugins.hparams import api as hp
-
-        def domain(spec: tuple[Any, ...]) -> Any:
-            if not spec:
-                return None
-            if spec[0] == "bool":
-                return hp.Discrete([False, True])
-            if spec[0] == "interval":
-                return hp.RealInterval(spec[1], spec[2])
-            return hp.Discrete(list(spec[1:]))
+        from tensorboard.plugins.hparams import summary
 
         os.makedirs(self.logdir, exist_ok=True)
         old = [p for p in Path(self.logdir).iterdir() if p.is_file() and p.name.startswith("events.out.tfevents.")]
@@ -229,10 +234,8 @@ class TensorBoardTracker:
             writer = tf.summary.create_file_writer(staging)
             try:
                 with writer.as_default():
-                    hp.hparams_config(
-                        hparams=[hp.HParam(name, domain(spec)) for name, spec in hparams],
-                        metrics=[hp.Metric(tag) for tag in metrics],
-                    )
+                    pb = summary.experiment_pb(hparam_infos=hparams, metric_infos=metrics)
+                    tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=0)
             finally:
                 writer.close()
             for event_file in Path(staging).iterdir():
@@ -330,7 +333,7 @@ class MlflowTracker:
                 return runs
 
     def _log_trial(self, doc: dict[str, Any]) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         client, result, status = self._client, doc["result"], _status(doc)
         tags = {"mlflow.parentRunId": self._parent_id, "caviar.exp_key": self.exp_key,
@@ -373,15 +376,20 @@ def default_mlflow_uri(results_dir: str) -> tuple[str, str]:
     return f"sqlite:///{root / MLFLOW_DB}", (root / MLFLOW_ARTIFACTS).as_uri()
 
 
-def make_trackers(results_dir: str, exp_key: str, mlflow: bool | None, draw: Draw | None) -> list[Tracker]:
+def make_trackers(results_dir: str, exp_key: str, mlflow: bool | None, draw: Draw | None,
+                  tensorboard: bool | None = None) -> list[Tracker]:
     """The trackers of a search: TensorBoard when installed, MLflow when asked for.
 
-    ``mlflow``: True to log to MLflow, False never to, None to log only when
-    MLFLOW_TRACKING_URI is set. Without the mlflow package that is a warning.
+    ``tensorboard``: True for every trial, False never, None for the trials that
+    have a per-epoch history. ``mlflow``: True to log to MLflow, False never to,
+    None to log only when MLFLOW_TRACKING_URI is set. Without the mlflow package
+    that is a warning.
     """
     trackers: list[Tracker] = []
-    if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard"):
-        trackers.append(TensorBoardTracker(os.path.join(results_dir, TENSORBOARD_DIR)))
+    if tensorboard is False:
+        pass
+    elif importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard"):
+        trackers.append(TensorBoardTracker(os.path.join(results_dir, TENSORBOARD_DIR), history_only=tensorboard is None))
     else:
         log.warning("tensorboard is not installed: no TensorBoard logs")
     uri = os.environ.get("MLFLOW_TRACKING_URI")

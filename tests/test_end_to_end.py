@@ -53,6 +53,8 @@ def test_two_trials_then_resume_to_three(workdir):
     best = json.loads((results / "best.json").read_text())
     assert set(best["test"]) >= {"test_fine_accuracy", "test_coarse_accuracy"}
     assert {"best_so_far.png", "learning_curves.png"} <= set(os.listdir(results / "plots"))
+    runs = [p for p in os.listdir(results / "tensorboard") if (results / "tensorboard" / p).is_dir()]
+    assert sorted(runs) == sorted(p.split("_tid00000_")[-1].split("_tid00001_")[-1][:-5] for p in trial_files)
 
     second = search(workdir, "--max-evals", "3")
     assert second.returncode == 0, second.stderr[-3000:]

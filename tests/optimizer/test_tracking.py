@@ -67,6 +67,14 @@ def finished_docs() -> list[dict[str, Any]]:
     return docs
 
 
+@pytest.fixture(autouse=True)
+def restore_mlflow_http_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MlflowTracker sets these process-wide; each test starts without them and leaves none behind."""
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="module")
 def docs() -> list[dict[str, Any]]:
     return finished_docs()
@@ -139,6 +147,7 @@ def test_tensorboard_writes_scalars_hparams_and_the_experiment_config(tmp_path: 
     assert list(infos["status"].domain_discrete) and infos["use_bn"].HasField("domain_discrete")
     extra = infos["block.extra"]  # "None" or 2: no domain, so no dashboard filter hides either
     assert not extra.HasField("domain_discrete") and not extra.HasField("domain_interval")
+    assert infos["lr"].differs and infos["status"].differs and not infos["block.filters"].differs
     lrs = [d["params"]["lr"] for d in docs]
     assert (infos["lr"].domain_interval.min_value, infos["lr"].domain_interval.max_value) == (min(lrs), max(lrs))
     metrics = [m.name.tag for m in experiment.metric_infos]
@@ -243,8 +252,6 @@ def test_an_unreachable_tracking_server_is_one_warning_and_quick(
 ) -> None:
     uri = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
     start = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="optimizer.tracking"):
         [mlflow_tracker] = [t for t in make_trackers(str(tmp_path), "exp", None, draw_stub)
@@ -254,6 +261,7 @@ def test_an_unreachable_tracking_server_is_one_warning_and_quick(
         mlflow_tracker.close()
     assert time.monotonic() - start < 10
     assert mlflow_tracker.tracking_uri == uri
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
     warnings = [r for r in caplog.records if "MLflow tracking" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
 
@@ -269,6 +277,10 @@ def test_make_trackers_picks_tensorboard_and_mlflow_as_asked(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     assert kinds(make_trackers(str(tmp_path), "e", None, None)) == ["TensorBoardTracker", "MlflowTracker"]
     assert kinds(make_trackers(str(tmp_path), "e", False, None)) == ["TensorBoardTracker"]
+    assert kinds(make_trackers(str(tmp_path), "e", False, None, tensorboard=False)) == []
+    [auto] = make_trackers(str(tmp_path), "e", False, None)
+    [always] = make_trackers(str(tmp_path), "e", False, None, tensorboard=True)
+    assert auto.history_only and not always.history_only
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the [mlflow] extra were not installed
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "mlflow" else object())
@@ -276,3 +288,12 @@ def test_make_trackers_picks_tensorboard_and_mlflow_as_asked(
         assert kinds(make_trackers(str(tmp_path), "e", True, None)) == ["TensorBoardTracker"]
     assert "mlflow is not installed" in caplog.text
     assert not os.path.exists(tmp_path / "mlflow.db")
+
+
+def test_tensorboard_by_default_skips_trials_without_curves(tmp_path: Path) -> None:
+    tracker = TensorBoardTracker(str(tmp_path / "tb"), history_only=True)
+    doc = {"tid": 0, "state": 2, "params": {"x": 1.0}, "result": {"status": "ok", "loss": 0.5}}
+    tracker.trial_finished(doc)
+    assert not (tmp_path / "tb").exists()
+    tracker.trial_finished(doc | {"result": doc["result"] | {"history": {"val_accuracy": [0.1, 0.2]}}})
+    assert (tmp_path / "tb").exists()
