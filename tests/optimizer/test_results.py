@@ -74,3 +74,11 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(str(path), object())  # type: ignore[arg-type]
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    path = tmp_path / "f.json"
+    atomic_write(str(path), b"{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
