@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from optimizer.store import DONE, NEW, RUNNING
 
@@ -21,6 +22,7 @@ class Progress:
         self.max_evals = max_evals
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._bar: tqdm | None = None
+        self._redirect: Any = None
         self._last_log = 0.0
         self._log_every = log_every
         self._last: tuple[Any, ...] | None = None
@@ -28,10 +30,13 @@ class Progress:
     def __enter__(self) -> "Progress":
         if self.interactive:
             self._bar = tqdm(total=self.max_evals, unit="trial", dynamic_ncols=True)
+            self._redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
+            self._redirect.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
+            self._redirect.__exit__(*exc)
             self._bar.close()
 
     def show(self, counts: dict[int, int], failed: int, best_loss: float | None, workers: int | None = None) -> None:
@@ -40,7 +45,8 @@ class Progress:
         best = "-" if best_loss is None else f"{-best_loss:.4f}"
         if self._bar is not None:
             self._bar.n = done
-            self._bar.set_postfix(best=best, failed=failed, running=counts.get(RUNNING, 0), refresh=False)
+            self._bar.set_postfix(best=best, failed=failed, running=counts.get(RUNNING, 0), queued=counts.get(NEW, 0),
+                                  refresh=False)
             self._bar.refresh()
             return
         state = (done, failed, counts.get(NEW, 0), counts.get(RUNNING, 0), best, workers)
