@@ -6,8 +6,9 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from optimizer.config import Parser, configure_logging, non_negative_int, positive_float, positive_int
 from optimizer.errors import CaviarError
 
 log = logging.getLogger("optimizer")
@@ -15,48 +16,6 @@ log = logging.getLogger("optimizer")
 DEFAULT_OBJECTIVE = "neural_net.train:objective"
 # Settings of the default CNN objective: recorded in the experiment so every worker trains alike.
 OBJECTIVE_ENV = ("HKS_EPOCHS", "DATASET_SIZE", "HKS_DATASET", "HKS_VALIDATION_SPLIT", "HKS_SEED")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError
-    return value
-
-
-positive_int.__name__ = "a positive integer"
-non_negative_int.__name__ = "a non-negative integer"
-positive_float.__name__ = "a positive number"
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose defaults may come from environment variables, checked like flags."""
-
-    def env_option(self, flag: str, env: str, fallback: Any, kind: Callable[[str], Any] = str, **kw: Any) -> None:
-        """Add ``flag`` defaulting to ``$env`` (else ``fallback``); a bad variable is a usage error."""
-        raw = os.environ.get(env)
-        default = fallback
-        if raw not in (None, ""):
-            try:
-                default = kind(raw)
-            except ValueError:
-                self.error(f"{env}={raw!r} is not {kind.__name__}")
-        helptext = kw.pop("help")
-        self.add_argument(flag, type=kind, default=default, help=f"{helptext} (env {env}; default: %(default)s)", **kw)
 
 
 def build_parser() -> Parser:
@@ -98,18 +57,6 @@ def build_parser() -> Parser:
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
-
-
-def configure_logging(verbose: bool) -> None:
-    """One logging set-up for the whole process; quiet the chatty libraries."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for name in ("hyperopt", "pymongo", "absl", "matplotlib", "h5py", "alembic", "mlflow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def export_objective_settings(args: argparse.Namespace) -> dict[str, str]:

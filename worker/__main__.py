@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from optimizer.cli import Parser, configure_logging, positive_float, positive_int
+from optimizer.config import Parser, configure_logging, positive_float, positive_int
 from optimizer.errors import CaviarError
 
 EPILOG = """\

@@ -1,0 +1,63 @@
+"""Configuration in one place: command-line flags whose defaults come from environment variables, and logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError
+    return value
+
+
+positive_int.__name__ = "a positive integer"
+non_negative_int.__name__ = "a non-negative integer"
+positive_float.__name__ = "a positive number"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose defaults may come from environment variables, checked like flags."""
+
+    def env_option(self, flag: str, env: str, fallback: Any, kind: Callable[[str], Any] = str, **kw: Any) -> None:
+        """Add ``flag`` defaulting to ``$env`` (else ``fallback``); a bad variable is a usage error."""
+        raw = os.environ.get(env)
+        default = fallback
+        if raw not in (None, ""):
+            try:
+                default = kind(raw)
+            except ValueError:
+                self.error(f"{env}={raw!r} is not {kind.__name__}")
+        helptext = kw.pop("help")
+        self.add_argument(flag, type=kind, default=default, help=f"{helptext} (env {env}; default: %(default)s)", **kw)
+
+
+def configure_logging(verbose: bool) -> None:
+    """One logging set-up for the whole process; quiet the chatty libraries."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in ("hyperopt", "pymongo", "absl", "matplotlib", "h5py", "alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
