@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from optimizer.config import Parser, configure_logging, non_negative_int, positive_float, positive_int
 from optimizer.errors import CaviarError
+from optimizer.store import DONE
 
 log = logging.getLogger("optimizer")
 
@@ -66,7 +67,9 @@ def export_objective_settings(args: argparse.Namespace) -> dict[str, str]:
     for env, value in flags.items():
         if value is not None:
             os.environ[env] = str(value)
-    return {k: os.environ[k] for k in OBJECTIVE_ENV if k in os.environ}
+    # Unset ones are recorded as "" (the objective's default), so that a worker serving
+    # several experiments does not carry one experiment's settings into another.
+    return {k: os.environ.get(k, "") for k in OBJECTIVE_ENV}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
     if not callable(fn):
         raise CaviarError(f"objective {args.objective!r} is not callable")
     results = ResultsDir(args.results_dir)
-    identity = {"space": args.space, "objective": args.objective}
+    identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None}
     if args.mongo:
         from optimizer.mongo import MongoStore
 
         store = MongoStore(args.mongo, args.exp_key)
-        identity |= {"exp_key": args.exp_key}
         known = store.get_experiment() or {}
         for key in ("space", "objective"):
             if known.get(key) not in (None, identity[key]):
@@ -109,24 +111,29 @@ def run(args: argparse.Namespace) -> int:
         if docs:
             log.info("resuming: %d finished trials in %s", len(docs), args.results_dir)
     search = Search(store, space, args.algo, args.max_evals, args.seed)
-    done = store.count_by_state().get(2, 0)
-    if done >= args.max_evals:
-        log.info("the experiment already holds %d finished trials (max-evals %d): nothing to do", done, args.max_evals)
-        return 0
+    done = store.count_by_state().get(DONE, 0)
     with Progress(args.max_evals) as progress:
         trackers = make_trackers(args.results_dir, args.exp_key, args.mlflow, getattr(fn, "draw", None),
                                  args.tensorboard)
         recorder = Recorder(store, results, progress, fn, trackers)
         try:
-            if space is CIFAR_SPACE:
-                recorder.draw(DEMO_PARAMS, "model_demo.png")
-            if args.mongo:
-                run_distributed(search, recorder, args.lease_seconds, args.lookahead)
+            if done >= args.max_evals:
+                log.info("the experiment already holds %d finished trials (max-evals %d): nothing to do",
+                         done, args.max_evals)
+                recorder.observe(store.count_by_state())  # a master killed after the last trial mirrors now
             else:
-                run_embedded(search, fn, recorder)
+                if space is CIFAR_SPACE:
+                    recorder.draw(DEMO_PARAMS, "model_demo.png")
+                if args.mongo:
+                    run_distributed(search, recorder, args.lease_seconds, args.lookahead)
+                else:
+                    run_embedded(search, fn, recorder)
         finally:
             recorder.close()
-    finalize(store, fn, results, plots=not args.no_plots)
+    finished = store.count_by_state().get(DONE, 0)
+    if results.experiment().get("finalized_at") != finished:  # once per completed total
+        finalize(store, fn, results, plots=not args.no_plots)
+        results.prepare(identity, {"finalized_at": finished})
     return 0
 
 
@@ -239,6 +246,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tool(name, args) if name else run(args)
     except CaviarError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a folder or file the user named that cannot be written or read
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        from pymongo.errors import PyMongoError
+
+        if not isinstance(err, PyMongoError):
+            raise
+        print(f"error: the database failed: {str(err).splitlines()[0][:300]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)

@@ -47,6 +47,8 @@ class Parser(argparse.ArgumentParser):
                 default = kind(raw)
             except ValueError:
                 self.error(f"{env}={raw!r} is not {kind.__name__}")
+            if "choices" in kw and default not in kw["choices"]:
+                self.error(f"{env}={raw!r} is not one of {', '.join(map(str, kw['choices']))}")
         helptext = kw.pop("help")
         self.add_argument(flag, type=kind, default=default, help=f"{helptext} (env {env}; default: %(default)s)", **kw)
 

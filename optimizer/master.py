@@ -117,6 +117,8 @@ def run_distributed(
             if outage_since is not None:
                 log.info("store reachable again after %.1fs", time.monotonic() - outage_since)
                 outage_since = None
+                # Heartbeats could not land during the outage: give the workers a full lease first.
+                next_requeue = time.monotonic() + lease_seconds
             time.sleep(poll_seconds)
         except store.transient_errors as err:
             if outage_since is None:

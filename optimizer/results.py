@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import tempfile
 from typing import Any
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 PICKLE = "results.pkl"
 BEST = "best.json"
 EXPERIMENT = "experiment.json"
+# What makes two searches the same search; a folder holds one of them only.
+IDENTITY = ("space", "objective", "exp_key")
+TRIAL_FILE = re.compile(r"_tid(\d+)_.*\.json$")
 
 
 def _file_mode() -> int:
@@ -77,7 +81,8 @@ def score_name(doc: dict[str, Any]) -> str:
     if not is_ok(doc):
         return f"!failed_{tid}"
     score = -doc["result"]["loss"]
-    name = doc["result"].get("model_name") or "trial"
+    # The objective names its model: keep it safe as (part of) a file name.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(doc["result"].get("model_name") or "trial"))[:80]
     if 0 <= score < 10:
         return f"{score:.6f}_{tid}_{name}"
     # Outside [0, 10): shift into a fixed-width positive number so text order = numeric order.
@@ -113,7 +118,7 @@ class ResultsDir:
         os.makedirs(self.path, exist_ok=True)
         known = self._read_json(EXPERIMENT)
         if known is not None:
-            clash = {k: (known.get(k), v) for k, v in identity.items() if k in known and known[k] != v}
+            clash = {k: (known.get(k), identity.get(k)) for k in IDENTITY if known.get(k) != identity.get(k)}
             if clash:
                 details = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in clash.items())
                 raise CaviarError(f"{self.path} holds another search ({details}); use another --results-dir")
@@ -147,7 +152,16 @@ class ResultsDir:
         if not isinstance(trials, Trials):
             raise CaviarError(f"{path} does not hold a hyperopt Trials object; it was left untouched")
         self._written = {d["tid"] for d in docs}
+        self._drop_orphans()
         return docs
+
+    def _drop_orphans(self) -> None:
+        """Remove trial JSONs that results.pkl does not hold (a crash between the two writes)."""
+        for name in os.listdir(self.path):
+            match = TRIAL_FILE.search(name)
+            if match and int(match.group(1)) not in self._written:
+                log.info("removing %s: its trial was not recorded before the last stop", name)
+                os.remove(self._file(name))
 
     def update(self, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
         """Write what is new among the finished trials; return the best trial when it changed."""
@@ -155,10 +169,10 @@ class ResultsDir:
         new = [d for d in done if d["tid"] not in self._written]
         if not new:
             return None
-        for doc in new:
-            write_json(self._file(f"{score_name(doc)}.json"), trial_summary(doc))
         trials = trials_from_docs([d | {"exp_key": None} for d in done], validate=False)
         atomic_write(self._file(PICKLE), pickle.dumps(trials, protocol=pickle.HIGHEST_PROTOCOL))
+        for doc in new:  # after the pickle: a JSON never names a trial that a resume would run again
+            write_json(self._file(f"{score_name(doc)}.json"), trial_summary(doc))
         self._written.update(d["tid"] for d in new)
         best = best_doc(done)
         if best is None or best["tid"] == self._best_tid:

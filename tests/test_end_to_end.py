@@ -112,6 +112,10 @@ def test_best_and_export_after_a_search(workdir, tmp_path):
     export = subprocess.run([sys.executable, "-m", "optimizer", "export", "--out", str(out)], cwd=workdir,
                             env=env_for(), capture_output=True, text=True, timeout=60)
     assert export.returncode == 0, export.stderr
+    nowhere = subprocess.run([sys.executable, "-m", "optimizer", "export", "--out", "/nonexistent/dir/m.keras"],
+                             cwd=workdir, env=env_for(), capture_output=True, text=True, timeout=60)
+    assert nowhere.returncode == 1 and "Traceback" not in nowhere.stderr
+    assert nowhere.stderr.strip().splitlines()[-1].startswith("error: ")
 
     import keras
     import numpy as np

@@ -28,6 +28,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -71,7 +72,10 @@ class Worker:
 
     def __init__(self, store: MongoStore, config: WorkerConfig):
         self.store, self.config = store, config
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        # The random part tells apart the processes of a restarted container (same host name and pid).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._base_env = dict(os.environ)  # restored before each trial: experiments never share settings
+        self._quiet_until = 0.0  # no requeueing of others' trials until their heartbeats can land again
         self.trials_run = 0
         self._objectives: dict[str, Objective] = {}
         self._stop_requests = 0
@@ -129,12 +133,19 @@ class Worker:
             if self.config.idle_exit is not None and now - idle_since >= self.config.idle_exit:
                 log.info("queue empty for %g s: exiting", self.config.idle_exit)
                 return
-            if now - last_requeue >= beat:
-                self._retry("requeue expired trials", lambda: self.store.requeue_expired(self.config.lease_seconds),
+            if now - last_requeue >= beat and now >= self._quiet_until:
+                self._retry("requeue expired trials", lambda: self.store.requeue_expired(self._lease()),
                             stoppable=True)
                 last_requeue = now
             time.sleep(delay)
             delay = min(delay * 2, self.config.poll_seconds)
+
+    def _lease(self) -> float:
+        """The lease to judge others' trials by: the experiment's (as its master does) if longer than ours."""
+        if self.store.exp_key is None:
+            return self.config.lease_seconds
+        experiment = self.store.get_experiment() or {}
+        return max(self.config.lease_seconds, float(experiment.get("lease_seconds") or 0))
 
     def _claim(self) -> dict[str, Any] | None:
         """Claim the next trial; after a failed attempt first look for a claim whose reply was lost."""
@@ -181,6 +192,8 @@ class Worker:
             path = experiment.get("objective")
             if not path:
                 raise CaviarError(f"experiment {exp_key!r} names no objective (trial {doc['tid']})")
+            os.environ.clear()
+            os.environ.update(self._base_env)
             os.environ.update({str(k): str(v) for k, v in (experiment.get("env") or {}).items()})
             if path not in self._objectives:
                 fn = import_attr(path, what="objective")
@@ -225,6 +238,7 @@ class Worker:
             if self._db_down:
                 log.info("database reachable again")
                 self._db_down = False
+                self._quiet_until = time.monotonic() + self.config.lease_seconds
             return value
 
     def info(self) -> dict[str, Any]:

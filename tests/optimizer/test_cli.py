@@ -120,6 +120,8 @@ def one_error_line(result):
     [
         (["--max-evals", "0"], {}, 2, "argument --max-evals: invalid a positive integer value: '0'"),
         ([], {"HKS_MAX_EVALS": "many"}, 2, "HKS_MAX_EVALS='many' is not a positive integer"),
+        ([], {"HKS_ALGO": "grid"}, 2, "HKS_ALGO='grid' is not one of tpe, random, anneal"),
+        ([], {"HKS_DATASET": "svhn"}, 2, "HKS_DATASET='svhn' is not one of cifar100"),
         (["--algo", "grid"], {}, 2, "invalid choice: 'grid'"),
         (["--lease-seconds", "-1"], {}, 2, "--lease-seconds"),
         (["--bogus"], {}, 2, "unrecognized arguments: --bogus"),
@@ -156,3 +158,16 @@ def test_another_search_in_the_same_results_dir_is_refused(project):
     result = run(project, "--space", "other:SPACE", "--max-evals", "2")
     assert "holds another search" in one_error_line(result)
     assert len(finished(project)) == 1
+
+
+def test_unwritable_paths_are_one_clear_line(project):
+    (project / "afile").write_text("")
+    assert "error: " in one_error_line(run(project, "--results-dir", "afile", "--max-evals", "1"))
+    assert run(project, "--max-evals", "2").returncode == 0
+    plot = subprocess.run([sys.executable, "-m", "optimizer", "plot", "--out", str(project / "afile" / "x")],
+                          cwd=project, env=env_for(project), capture_output=True, text=True, timeout=120)
+    assert "error: " in one_error_line(plot)
+    export = subprocess.run([sys.executable, "-m", "optimizer", "export", "--out", "/nonexistent/dir/m.keras"],
+                            cwd=project, env=env_for(project), capture_output=True, text=True, timeout=120)
+    assert one_error_line(export).startswith("error: ")
+    assert len(finished(project)) == 2

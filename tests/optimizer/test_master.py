@@ -75,21 +75,24 @@ def test_a_killed_master_restarts_without_duplicates_or_losses(mongo_url: str, w
     check_exactly(mongo_url, "e", results, 24)
 
 
-def test_master_and_workers_ride_out_a_database_outage(restartable_mongo: NxServer, workers: Workers,
-                                                      tmp_path: Path):
+def test_master_and_workers_ride_out_a_database_outage_longer_than_the_lease(
+    restartable_mongo: NxServer, workers: Workers, tmp_path: Path
+):
     url = with_database(restartable_mongo.url, "outage")
     for _ in range(2):
-        workers.start(url, "--exp-key", "e", "--idle-exit", "10")
+        workers.start(url, "--exp-key", "e", "--idle-exit", "15", "--lease-seconds", "3")
     results, log = tmp_path / "results", tmp_path / "master.log"
-    master = start_master(url, "e", results, 20, log=log, SLEEPY_SECONDS="0.2")
+    master = start_master(url, "e", results, 20, "--lease-seconds", "3", log=log, SLEEPY_SECONDS="1.0")
     store = MongoStore(url, "e")
-    wait_until(lambda: store.count_by_state()[DONE] >= 5, 60, "5 finished trials")
+    wait_until(lambda: store.count_by_state()[DONE] >= 4, 60, "4 finished trials")
     restartable_mongo.stop()
-    time.sleep(7)  # longer than the driver's 5 s server selection: the master must see the outage
+    time.sleep(7)  # longer than the lease, and than the driver's 5 s server selection
     assert master.poll() is None, "the master gave up during the outage"
     restartable_mongo.start()
     assert master.wait(timeout=120) == 0, log.read_text()
-    check_exactly(url, "e", results, 20)
+    docs = check_exactly(url, "e", results, 20)
+    # Heartbeats could not land during the outage: no live trial may be taken from its worker for that.
+    assert [d["tid"] for d in docs if d["lease_losses"]] == [], workers.logs()
     text = log.read_text()
     assert text.count("store unreachable") == 1 and "store reachable again" in text
 
@@ -125,3 +128,15 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_master_restarted_after_the_end_still_mirrors_the_results(mongo_url: str, workers: Workers,
+                                                                   tmp_path: Path):
+    workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "3")
+    first = start_master(mongo_url, "e", tmp_path / "first", 6, log=tmp_path / "m.log", SLEEPY_SECONDS="0.01")
+    assert first.wait(timeout=60) == 0
+    again = start_master(mongo_url, "e", tmp_path / "again", 6, log=tmp_path / "m.log")
+    assert again.wait(timeout=60) == 0, (tmp_path / "m.log").read_text()
+    assert "nothing to do" in (tmp_path / "m.log").read_text()
+    check_exactly(mongo_url, "e", tmp_path / "again", 6)
+    assert (tmp_path / "again" / "best.json").exists() and (tmp_path / "again" / "plots").is_dir()

@@ -32,7 +32,7 @@ def test_fmin_runs_on_workers_like_hyperopt(mongo_url: str, workers: Workers, tm
     for doc in trials.trials:  # what each worker received is what hyperopt.fmin would have passed
         point = {label: v[0] for label, v in doc["misc"]["vals"].items() if v}
         assert doc["params"] == space_eval(SPACE, point)
-    assert {int(doc["owner"].rsplit(":", 1)[1]) for doc in trials.trials} <= {p.pid for p in procs}
+    assert {int(doc["owner"].split(":")[1]) for doc in trials.trials} <= {p.pid for p in procs}
     assert trials.store.get_experiment()["objective"] == "tests.helpers.objectives:with_artifact"
     assert "FMinIter_Domain" in trials.attachments  # hyperopt's pickled Domain stays in this process
 

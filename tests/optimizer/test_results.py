@@ -82,3 +82,24 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_an_embedded_folder_is_not_taken_over_by_a_database_experiment(tmp_path):
+    ResultsDir(str(tmp_path)).prepare({"space": "a:S", "objective": "a:f", "exp_key": None})
+    with pytest.raises(CaviarError, match="exp_key: None there, 'e1' now"):
+        ResultsDir(str(tmp_path)).prepare({"space": "a:S", "objective": "a:f", "exp_key": "e1"})
+
+
+def test_model_names_are_made_safe_for_file_names(tmp_path):
+    name = score_name(doc(3, -0.5, name="resnet/v2 " + "x" * 200))
+    assert "/" not in name and " " not in name and len(name) < 110
+    ResultsDir(str(tmp_path)).update([doc(3, -0.5, name="resnet/v2")])
+    assert "0.500000_tid00003_resnet_v2.json" in os.listdir(tmp_path)
+
+
+def test_a_trial_json_without_its_pickle_entry_is_removed_on_resume(tmp_path):
+    ResultsDir(str(tmp_path)).update([doc(0, -0.3)])
+    (tmp_path / "0.900000_tid00001_trial.json").write_text("{}")  # written, then the process died
+    again = ResultsDir(str(tmp_path))
+    assert [d["tid"] for d in again.load_docs()] == [0]
+    assert sorted(p for p in os.listdir(tmp_path) if "_tid" in p) == ["0.300000_tid00000_trial.json"]

@@ -35,7 +35,7 @@ def points(n: int, **extra: Any) -> list[dict[str, Any]]:
 
 
 def pid_of(doc: dict[str, Any]) -> int:
-    return int(doc["owner"].rsplit(":", 1)[1])
+    return int(doc["owner"].split(":")[1])
 
 
 def finished(store: MongoStore, n: int) -> bool:
@@ -193,3 +193,15 @@ def test_help_documents_every_flag_and_bad_flags_exit_2(
     with pytest.raises(SystemExit) as missing:
         main([])
     assert missing.value.code == 2 and "--mongo is required" in capsys.readouterr().err
+
+
+def test_a_worker_serving_two_experiments_does_not_carry_settings_across(mongo_url: str, workers: Workers) -> None:
+    first = experiment(mongo_url, "first", "environment", PROBE="from-first")
+    second = experiment(mongo_url, "second", "environment")
+    enqueue_points(first, points(1))
+    worker = workers.start(mongo_url, "--idle-exit", "2")  # serves both experiments, lowest tid first
+    wait_until(lambda: finished(first, 1), 30, "the first experiment's trial")
+    enqueue_points(second, points(1))
+    assert worker.wait(timeout=60) == 0, workers.logs()
+    assert first.trial_docs()[0]["result"]["probe"] == "from-first"
+    assert second.trial_docs()[0]["result"]["probe"] is None
