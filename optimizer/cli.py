@@ -226,10 +226,10 @@ def tool(name: str, args: argparse.Namespace) -> int:
 
 def render_best(summary: dict[str, Any]) -> str:
     """The best trial as aligned text."""
-    from optimizer.status import flatten
+    from optimizer.objective import flatten_params
 
     lines = [f"best trial {summary['tid']}"]
-    lines += [f"  {k:<30} {v}" for k, v in sorted(flatten(summary["params"]).items())]
+    lines += [f"  {k:<30} {v}" for k, v in sorted(flatten_params(summary["params"]).items())]
     lines.append("metrics")
     lines += [f"  {k:<30} {v}" for k, v in sorted(summary["result"].items()) if not isinstance(v, (dict, list))]
     return "\n".join(lines)

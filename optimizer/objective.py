@@ -52,6 +52,23 @@ def to_plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} value {value!r} is not a plain value")
 
 
+def flatten_params(value: Any, name: str = "") -> dict[str, Any]:
+    """Nested hyperparameters (dicts, lists) as one level of dotted names, for tables and plots.
+
+    A space that is a single expression yields a bare value, named "params".
+    """
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return {name or "params": value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat |= flatten_params(item, f"{name}.{key}" if name else str(key))
+    return flat
+
+
 def failure(error: str, tb: str | None = None) -> dict[str, Any]:
     """A failed-trial result: hyperopt's fail status with the reason kept for the user."""
     result: dict[str, Any] = {"status": STATUS_FAIL, "error": error}

@@ -43,6 +43,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 from sklearn.ensemble import RandomForestRegressor
 
+from optimizer.objective import flatten_params
 from optimizer.results import atomic_write
 from optimizer.store import DONE, is_ok
 
@@ -143,22 +144,8 @@ def _trials(docs: list[dict[str, Any]]) -> list[_Trial]:
         else:
             params = {label: v[0] for label, v in doc["misc"]["vals"].items() if v}
         score = -float(loss) if scored else None
-        trials.append(_Trial(doc["tid"], score, _flatten(params), result.get("history") or {}))
+        trials.append(_Trial(doc["tid"], score, flatten_params(params), result.get("history") or {}))
     return trials
-
-
-def _flatten(value: Any, name: str = "") -> dict[str, Any]:
-    """Nested dicts and lists as one level of dotted names; a bare value is called "params"."""
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return {name or "params": value}
-    flat: dict[str, Any] = {}
-    for key, item in items:
-        flat |= _flatten(item, f"{name}.{key}" if name else str(key))
-    return flat
 
 
 def _is_number(value: Any) -> bool:

@@ -5,24 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from optimizer.objective import flatten_params
 from optimizer.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
 
 # Workers silent longer than this are no longer listed at all.
 FORGET_WORKERS_AFTER = 3600.0
 # How many recent finished trials the pace is measured over.
 PACE_WINDOW = 20
-
-
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested hyperparameters as one level of dotted names."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{name}.")
-        else:
-            flat[name] = value
-    return flat
 
 
 def pace(docs: list[dict[str, Any]]) -> float | None:
@@ -59,7 +48,7 @@ def collect(store: TrialStore, max_evals: int | None, lease_seconds: float, now:
         "workers": workers,
         "best": None if best is None else {
             "tid": best["tid"], "score": -best["result"]["loss"], "model_name": best["result"].get("model_name"),
-            "params": flatten(best.get("params") or {}),
+            "params": flatten_params(best.get("params") or {}),
         },
         "trials_per_hour": None if rate is None else round(rate, 1),
         "eta_seconds": None if rate is None or remaining is None else round(remaining / rate * 3600),

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from optimizer.objective import flatten_params
 from optimizer.store import is_ok
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,11 @@ class Tracker(Protocol):
         """Flush and release what the tracker holds at the end of a run."""
 
 
-def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
-    """Nested hyperparameters as one level of dotted keys with scalar values.
-
-    Dashboards compare scalars only: None becomes "None" and a list its JSON text.
-    """
+def scalar_params(params: Any) -> dict[str, bool | int | float | str]:
+    """Flattened hyperparameters as dashboards want them: None becomes "None", other values JSON text."""
     flat: dict[str, bool | int | float | str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, f"{name}."))
-        elif value is None:
+    for name, value in flatten_params(params).items():
+        if value is None:
             flat[name] = "None"
         elif isinstance(value, (bool, int, float, str)):
             flat[name] = value
@@ -153,7 +148,7 @@ class TensorBoardTracker:
 
     @staticmethod
     def _hparams(doc: dict[str, Any]) -> dict[str, Any]:
-        return {"status": _status(doc)} | flatten_params(doc.get("params") or {})
+        return {"status": _status(doc)} | scalar_params(doc.get("params") or {})
 
     def _folder(self, doc: dict[str, Any]) -> str:
         """A folder of its own for the trial, even if another trial has the same model name."""
@@ -345,7 +340,7 @@ class MlflowTracker:
         run_id = client.create_run(self._experiment_id, start_time=start_ms, tags=tags,
                                    run_name=run_name(doc)).info.run_id
         params = [Param(_mlflow_key(k), str(v)[:MAX_PARAM_CHARS])
-                  for k, v in flatten_params(doc.get("params") or {}).items()]
+                  for k, v in scalar_params(doc.get("params") or {}).items()]
         metrics = [Metric(_mlflow_key(key), float(value), end_ms, step)
                    for key, values in (result.get("history") or {}).items()
                    for step, value in enumerate(values) if isinstance(value, (int, float))]

@@ -25,7 +25,7 @@ from optimizer.tracking import (
     MlflowTracker,
     TensorBoardTracker,
     default_mlflow_uri,
-    flatten_params,
+    scalar_params,
     make_trackers,
     run_name,
     summary_metrics,
@@ -81,8 +81,8 @@ def docs() -> list[dict[str, Any]]:
 
 
 def test_flatten_params_dots_nested_keys_and_keeps_scalar_types() -> None:
-    flat = flatten_params({"a": {"b": None, "c": {"d": True}}, "e": 3, "f": [1, 2], "g": "x"})
-    assert flat == {"a.b": "None", "a.c.d": True, "e": 3, "f": "[1, 2]", "g": "x"}
+    flat = scalar_params({"a": {"b": None, "c": {"d": True}}, "e": 3, "f": [1, 2], "g": "x"})
+    assert flat == {"a.b": "None", "a.c.d": True, "e": 3, "f.0": 1, "f.1": 2, "g": "x"}
 
 
 def test_summary_metrics_has_the_result_fields_and_best_and_final_validation_accuracy(docs: list[dict]) -> None:
