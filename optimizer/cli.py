@@ -218,9 +218,13 @@ def tool(name: str, args: argparse.Namespace) -> int:
         paths = make_plots(store.trial_docs(), out)
         print("\n".join(paths) if paths else "no finished trial to plot yet")
         return 0
-    if not store.fetch_best_artifact("model", args.out):
+    kept = store.fetch_best_artifact("model", args.out)
+    if kept is None:
         raise CaviarError("the best trial kept no model (is the objective the CNN, and has a trial succeeded?)")
-    print(f"wrote the best model to {args.out}")
+    best = collect(store, None, 60.0)["best"]
+    if best is None or best["tid"] != kept:
+        log.warning("the kept model is trial %s's, not the best trial's (its worker died before storing it)", kept)
+    print(f"wrote the model of trial {kept} to {args.out}")
     return 0
 
 

@@ -9,6 +9,7 @@ trial that was in flight is simply proposed and run again.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import socket
@@ -130,17 +131,21 @@ class LocalStore(TrialStore):
             doc.update(state=DONE, result=copy.deepcopy(result), refresh_time=time.time())
             if artifacts and self._artifact_dir and best_doc(list(self._docs.values())) is doc:
                 for name, path in artifacts.items():
-                    self._keep_artifact(name, path)
+                    self._keep_artifact(name, path, tid)
             return True
 
-    def _keep_artifact(self, name: str, path: str) -> None:
-        """Copy an artifact into place atomically so a crash never leaves half a file."""
+    def _keep_artifact(self, name: str, path: str, tid: int) -> None:
+        """Copy an artifact into place atomically, then record whose it is (best_<name>.json)."""
         os.makedirs(self._artifact_dir, exist_ok=True)
         ext = os.path.splitext(path)[1]
         dest = os.path.join(self._artifact_dir, f"best_{name}{ext}")
         tmp = dest + ".tmp"
         shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
+        record = os.path.join(self._artifact_dir, f"best_{name}.json")
+        with open(record + ".tmp", "w") as f:
+            json.dump({"tid": tid, "file": os.path.basename(dest)}, f)
+        os.replace(record + ".tmp", record)
 
     def worker_alive(self, owner: str, info: dict[str, Any]) -> None:
         with self._lock:
@@ -150,11 +155,11 @@ class LocalStore(TrialStore):
         with self._lock:
             self._workers.pop(owner, None)
 
-    def fetch_best_artifact(self, name: str, dest: str) -> bool:
-        if not self._artifact_dir:
-            return False
-        for entry in os.listdir(self._artifact_dir) if os.path.isdir(self._artifact_dir) else []:
-            if os.path.splitext(entry)[0] == f"best_{name}":
-                shutil.copyfile(os.path.join(self._artifact_dir, entry), dest)
-                return True
-        return False
+    def fetch_best_artifact(self, name: str, dest: str) -> int | None:
+        record = os.path.join(self._artifact_dir or "", f"best_{name}.json")
+        if not self._artifact_dir or not os.path.exists(record):
+            return None
+        with open(record) as f:
+            kept = json.load(f)
+        shutil.copyfile(os.path.join(self._artifact_dir, kept["file"]), dest)
+        return int(kept["tid"])

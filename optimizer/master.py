@@ -146,11 +146,12 @@ def finalize(store: TrialStore, fn: Objective, results: ResultsDir, plots: bool 
     if evaluate_best is not None:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model.keras")
-            if store.fetch_best_artifact("model", path):
+            kept = store.fetch_best_artifact("model", path)
+            if kept == best["tid"]:
                 log.info("evaluating the best model (trial %s) on the test set", best["tid"])
                 extra["test"] = evaluate_best(path)
                 log.info("test set: %s", extra["test"])
             else:
-                log.warning("the best trial's model was not kept: no test-set evaluation")
+                log.warning("the best trial's model was not kept (kept: trial %s): no test-set evaluation", kept)
     results.write_best(best, extra)
     log.info("best trial %s: score %.4f, params %s", best["tid"], -best["result"]["loss"], best["params"])

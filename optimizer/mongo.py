@@ -303,13 +303,13 @@ class MongoStore(TrialStore):
             if f.metadata["tid"] != keep:
                 self._bucket.delete(f._id)
 
-    def fetch_best_artifact(self, name: str, dest: str) -> bool:
+    def fetch_best_artifact(self, name: str, dest: str) -> int | None:
         files = list(self._bucket.find({"metadata.exp_key": self._key(), "metadata.name": name}))
         if not files:
-            return False
+            return None
         best = min(files, key=lambda f: (f.metadata["loss"], f.metadata["tid"]))
         tmp = f"{dest}.tmp"
         with open(tmp, "wb") as out:
             self._bucket.download_to_stream(best._id, out)
         os.replace(tmp, dest)
-        return True
+        return int(best.metadata["tid"])

@@ -123,5 +123,9 @@ class TrialStore(abc.ABC):
         """Forget a worker that stopped cleanly, so status does not list it as stale."""
 
     @abc.abstractmethod
-    def fetch_best_artifact(self, name: str, dest: str) -> bool:
-        """Copy the best trial's artifact ``name`` to the file ``dest``; False if there is none."""
+    def fetch_best_artifact(self, name: str, dest: str) -> int | None:
+        """Copy the kept artifact ``name`` to the file ``dest`` and return its trial's tid (None: none kept).
+
+        Callers compare the tid with the best trial: a crash between recording a
+        new best and storing its file leaves the previous best's file.
+        """

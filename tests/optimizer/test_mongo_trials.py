@@ -37,7 +37,7 @@ def test_fmin_runs_on_workers_like_hyperopt(mongo_url: str, workers: Workers, tm
     assert "FMinIter_Domain" in trials.attachments  # hyperopt's pickled Domain stays in this process
 
     dest = tmp_path / "best_model.txt"
-    assert trials.store.fetch_best_artifact("model", str(dest))
+    assert trials.store.fetch_best_artifact("model", str(dest)) is not None
     assert float(dest.read_text()) == trials.best_trial["result"]["loss"]
 
     # Resuming: a larger max_evals continues the same experiment (hyperopt semantics).

@@ -189,7 +189,7 @@ def test_count_by_state(store: TrialStore) -> None:
 
 
 def test_only_the_best_trials_artifacts_are_kept(store: TrialStore, tmp_path: Path) -> None:
-    assert not store.fetch_best_artifact("model", str(tmp_path / "none"))
+    assert store.fetch_best_artifact("model", str(tmp_path / "none")) is None
     tids = enqueue_points(store, [{"x": float(i)} for i in range(4)])
 
     def run(tid: int, loss: float | None) -> None:
@@ -201,7 +201,8 @@ def test_only_the_best_trials_artifacts_are_kept(store: TrialStore, tmp_path: Pa
 
     def best_model() -> str:
         dest = tmp_path / "best.txt"
-        assert store.fetch_best_artifact("model", str(dest))
+        tid = store.fetch_best_artifact("model", str(dest))
+        assert dest.read_text() == f"trial {tid}"
         return dest.read_text()
 
     run(tids[0], 1.0)
@@ -211,7 +212,7 @@ def test_only_the_best_trials_artifacts_are_kept(store: TrialStore, tmp_path: Pa
     assert best_model() == f"trial {tids[0]}"
     run(tids[3], 0.5)
     assert best_model() == f"trial {tids[3]}"
-    assert not store.fetch_best_artifact("plot", str(tmp_path / "plot"))
+    assert store.fetch_best_artifact("plot", str(tmp_path / "plot")) is None
 
 
 def test_experiment_document_round_trip(store: TrialStore) -> None:
