@@ -1,7 +1,6 @@
 """Run the search from the command line: ``python -m optimizer --help``."""
 
-import sys
-
 from optimizer.cli import main
+from optimizer.config import exit_process
 
-sys.exit(main())
+exit_process(main())

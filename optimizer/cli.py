@@ -42,7 +42,7 @@ def build_parser() -> Parser:
     p.env_option("--exp-key", "EXPERIMENT_NAME", "caviar", help="experiment name in the database")
     p.env_option("--lease-seconds", "HKS_LEASE_SECONDS", 60.0, positive_float,
                  help="a worker silent this long loses its trial to the queue")
-    p.env_option("--lookahead", "HKS_LOOKAHEAD", 1, non_negative_int,
+    p.env_option("--lookahead", "HKS_LOOKAHEAD", 2, non_negative_int,
                  help="trials queued beyond one per live worker, so no worker waits")
     p.env_option("--epochs", "HKS_EPOCHS", None, positive_int, help="CNN objective: training epochs per trial")
     p.env_option("--dataset-size", "DATASET_SIZE", None, positive_int,

@@ -35,9 +35,10 @@ class Recorder:
         self.trackers = list(trackers)
         self._tracked: set[int] = set()
 
-    def observe(self, counts: dict[int, int], workers: int | None = None) -> None:
-        """Read the trials, write what is new, report."""
-        docs = self.store.trial_docs()
+    def observe(self, counts: dict[int, int], workers: int | None = None,
+                docs: list[dict[str, Any]] | None = None) -> None:
+        """Write what is new among the trials (read now unless given), report."""
+        docs = self.store.trial_docs() if docs is None else docs
         best = self.results.update(docs)
         for doc in docs:
             if doc["state"] == DONE and doc["tid"] not in self._tracked:
@@ -107,13 +108,18 @@ def run_distributed(
             if now >= next_census or counts.get(NEW, 0) == 0:  # an empty queue may mean idle workers
                 workers = len(store.live_workers(lease_seconds))
                 next_census = now + 1.0
+            target = max(workers, 1) + lookahead - counts.get(RUNNING, 0)
             if counts.get(DONE, 0) != last_done:
+                # One read serves both; the queue is refilled before results/ is written.
                 last_done = counts.get(DONE, 0)
-                recorder.observe(counts, workers)
+                docs = store.trial_docs()
+                search.top_up(target, counts, docs)
+                recorder.observe(counts, workers, docs)
+            else:
+                search.top_up(target, counts)
             pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
             if last_done >= search.max_evals or (search.exhausted and pending == 0):
                 return
-            search.top_up(max(workers, 1) + lookahead - counts.get(RUNNING, 0), counts)
             if outage_since is not None:
                 log.info("store reachable again after %.1fs", time.monotonic() - outage_since)
                 outage_since = None

@@ -66,13 +66,17 @@ class Search:
         """Trials still to propose before the experiment holds ``max_evals``."""
         return self.max_evals - sum(counts.get(s, 0) for s in (NEW, RUNNING, DONE))
 
-    def top_up(self, queued_target: int, counts: dict[int, int] | None = None) -> int:
-        """Queue new points until ``queued_target`` wait in the queue (never past max_evals)."""
+    def top_up(self, queued_target: int, counts: dict[int, int] | None = None,
+               docs: list[dict[str, Any]] | None = None) -> int:
+        """Queue new points until ``queued_target`` wait in the queue (never past max_evals).
+
+        ``counts`` and ``docs`` may be passed when the caller has just read them.
+        """
         counts = self.counts() if counts is None else counts
         wanted = min(queued_target - counts.get(NEW, 0), self.remaining(counts))
         if wanted <= 0 or self.exhausted:
             return 0
-        docs = self.store.trial_docs()
+        docs = self.store.trial_docs() if docs is None else docs
         trials = Trials()
         trials._insert_trial_docs([d | {"exp_key": None} for d in docs])
         trials.refresh()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from optimizer.config import Parser, configure_logging, positive_float, positive_int
+from optimizer.config import Parser, configure_logging, exit_process, positive_float, positive_int
 from optimizer.errors import CaviarError
 
 EPILOG = """\
@@ -69,4 +69,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

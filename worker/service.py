@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM
 FIRST_POLL_SECONDS = 0.01
+FIRST_TRIAL_POLL = 0.05  # longest poll before the first trial, while the master starts
 MAX_BACKOFF = 5.0
 T = TypeVar("T")
 
@@ -138,7 +139,9 @@ class Worker:
                             stoppable=True)
                 last_requeue = now
             time.sleep(delay)
-            delay = min(delay * 2, self.config.poll_seconds)
+            # Until the first trial, poll briskly: the master is about to fill the queue.
+            cap = self.config.poll_seconds if self.trials_run else min(self.config.poll_seconds, FIRST_TRIAL_POLL)
+            delay = min(delay * 2, cap)
 
     def _lease(self) -> float:
         """The lease to judge others' trials by: the experiment's (as its master does) if longer than ours."""
