@@ -25,7 +25,9 @@ run_hyperopt: $(STAMP)
 run_hyperopt_worker: $(STAMP)
 	$(PY) -m worker
 
+# The coordination-overhead benchmark against hyperopt and Optuna (bench/README.md).
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) bench/overhead.py
 
 clean:

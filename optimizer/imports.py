@@ -8,6 +8,10 @@ compatibility between package versions.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import types
 from typing import Any, Callable
 
 from optimizer.errors import CaviarError
@@ -57,3 +61,37 @@ def import_path_of(fn: Callable[..., Any]) -> str:
     if import_attr(path, what="objective") is not fn:
         raise CaviarError(f"objective {path} does not import back to the same function")
     return path
+
+
+class _DeferredModule(types.ModuleType):
+    """A submodule whose code runs on the first lookup of one of its names."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        spec = self.__dict__.pop("_deferred_spec")
+        self.__class__ = types.ModuleType  # from here on an ordinary module
+        spec.loader.exec_module(self)
+        return getattr(self, attr)
+
+
+def defer_submodule(name: str) -> None:
+    """Run the submodule ``name`` only when first used, not when its package imports it.
+
+    hyperopt's ``__init__`` imports ``hyperopt.atpe``, which alone pulls in
+    scipy.stats: 0.4 s of every master's start-up, for an algorithm Caviar never
+    uses. Deferred, it still works for whoever does use it.
+    """
+    if name in sys.modules:
+        return
+    package_spec = importlib.util.find_spec(name.rpartition(".")[0])  # finds a package without importing it
+    if package_spec is None or not package_spec.submodule_search_locations:
+        return
+    spec = importlib.machinery.PathFinder.find_spec(name, package_spec.submodule_search_locations)
+    if spec is None or spec.loader is None:
+        return
+    module = _DeferredModule(name)
+    module.__spec__, module.__file__, module.__loader__ = spec, spec.origin, spec.loader
+    module.__package__ = name.rpartition(".")[0]
+    module.__dict__["_deferred_spec"] = spec
+    sys.modules[name] = module

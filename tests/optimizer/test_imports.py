@@ -46,3 +46,17 @@ def test_lambdas_and_closures_are_refused():
 
     with pytest.raises(CaviarError, match="module-level function"):
         import_path_of(inner)
+
+
+def test_hyperopts_atpe_is_deferred_yet_usable():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optimizer.search, optimizer.master\n"
+        "assert 'scipy.stats' not in sys.modules, 'ATPE was loaded at start-up'\n"
+        "from hyperopt import atpe\n"
+        "print(callable(atpe.suggest), 'scipy.stats' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"], out.stderr
