@@ -99,12 +99,17 @@ def run_distributed(
     outage_since: float | None = None
     while True:
         try:
+            counts = store.count_by_state()  # the first call of a round: it tells whether the store is back
             now = time.monotonic()
+            if outage_since is not None:
+                log.info("store reachable again after %.1fs", now - outage_since)
+                outage_since = None
+                # Heartbeats could not land during the outage: give the workers a full lease first.
+                next_requeue = now + lease_seconds
             if now >= next_requeue:
                 for tid in store.requeue_expired(lease_seconds):
                     log.warning("trial %s: its worker went silent for %ss; requeued", tid, lease_seconds)
                 next_requeue = now + min(lease_seconds / 4, 5.0)
-            counts = store.count_by_state()
             if now >= next_census or counts.get(NEW, 0) == 0:  # an empty queue may mean idle workers
                 workers = len(store.live_workers(lease_seconds))
                 next_census = now + 1.0
@@ -120,11 +125,6 @@ def run_distributed(
             pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
             if last_done >= search.max_evals or (search.exhausted and pending == 0):
                 return
-            if outage_since is not None:
-                log.info("store reachable again after %.1fs", time.monotonic() - outage_since)
-                outage_since = None
-                # Heartbeats could not land during the outage: give the workers a full lease first.
-                next_requeue = time.monotonic() + lease_seconds
             time.sleep(poll_seconds)
         except store.transient_errors as err:
             if outage_since is None:

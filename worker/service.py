@@ -134,14 +134,26 @@ class Worker:
             if self.config.idle_exit is not None and now - idle_since >= self.config.idle_exit:
                 log.info("queue empty for %g s: exiting", self.config.idle_exit)
                 return
-            if now - last_requeue >= beat and now >= self._quiet_until:
-                self._retry("requeue expired trials", lambda: self.store.requeue_expired(self._lease()),
-                            stoppable=True)
+            if now - last_requeue >= beat and now >= self._quiet_until and not self._db_down:
+                self._requeue_expired()
                 last_requeue = now
             time.sleep(delay)
             # Until the first trial, poll briskly: the master is about to fill the queue.
             cap = self.config.poll_seconds if self.trials_run else min(self.config.poll_seconds, FIRST_TRIAL_POLL)
             delay = min(delay * 2, cap)
+
+    def _requeue_expired(self) -> None:
+        """Give silent workers' trials back to the queue; tried once, never retried.
+
+        A retry that succeeds as the database returns would judge heartbeats
+        that could not land during the outage: the next claim's retry notices
+        the return and holds requeues back for a lease.
+        """
+        try:
+            self.store.requeue_expired(self._lease())
+        except ConnectionFailure as err:
+            log.warning("database unreachable (requeue expired trials: %s); retrying until it is back", one_line(err))
+            self._db_down = True
 
     def _lease(self) -> float:
         """The lease to judge others' trials by: the experiment's (as its master does) if longer than ours."""

@@ -49,8 +49,7 @@ def check_exactly(url: str, exp_key: str, results: Path, n: int) -> list[dict]:
 
 def test_one_master_three_workers_finish_exactly_max_evals(mongo_url: str, workers: Workers, tmp_path: Path):
     procs = [workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "3") for _ in range(3)]
-    master = start_master(mongo_url, "e", tmp_path / "results", 30, log=tmp_path / "master.log",
-                          SLEEPY_SECONDS="0.1")
+    master = start_master(mongo_url, "e", tmp_path / "results", 30, log=tmp_path / "master.log")
     assert master.wait(timeout=120) == 0, (tmp_path / "master.log").read_text()
     docs = check_exactly(mongo_url, "e", tmp_path / "results", 30)
     assert len({d["owner"] for d in docs}) == 3, "every worker should have taken trials"
@@ -64,13 +63,13 @@ def test_a_killed_master_restarts_without_duplicates_or_losses(mongo_url: str, w
     for _ in range(2):
         workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "5")
     results, log = tmp_path / "results", tmp_path / "master.log"
-    master = start_master(mongo_url, "e", results, 24, log=log, SLEEPY_SECONDS="0.1")
+    master = start_master(mongo_url, "e", results, 24, log=log)
     store = MongoStore(mongo_url, "e")
     wait_until(lambda: store.count_by_state()[DONE] >= 8, 60, "8 finished trials")
     master.send_signal(signal.SIGKILL)
     master.wait(timeout=10)
     assert store.count_by_state()[DONE] < 24
-    again = start_master(mongo_url, "e", results, 24, log=log, SLEEPY_SECONDS="0.1")
+    again = start_master(mongo_url, "e", results, 24, log=log)
     assert again.wait(timeout=120) == 0, log.read_text()
     check_exactly(mongo_url, "e", results, 24)
 
@@ -80,13 +79,15 @@ def test_master_and_workers_ride_out_a_database_outage_longer_than_the_lease(
 ):
     url = with_database(restartable_mongo.url, "outage")
     for _ in range(2):
-        workers.start(url, "--exp-key", "e", "--idle-exit", "15", "--lease-seconds", "3")
+        workers.start(url, "--exp-key", "e", "--idle-exit", "15", "--lease-seconds", "6",
+                      env={"SLEEPY_SECONDS": "0.5"})
     results, log = tmp_path / "results", tmp_path / "master.log"
-    master = start_master(url, "e", results, 20, "--lease-seconds", "3", log=log, SLEEPY_SECONDS="1.0")
+    # A lease longer than the workers' longest retry pause (5 s), shorter than the outage.
+    master = start_master(url, "e", results, 20, "--lease-seconds", "6", log=log)
     store = MongoStore(url, "e")
     wait_until(lambda: store.count_by_state()[DONE] >= 4, 60, "4 finished trials")
     restartable_mongo.stop()
-    time.sleep(7)  # longer than the lease, and than the driver's 5 s server selection
+    time.sleep(8)  # longer than the lease, and than the driver's 5 s server selection
     assert master.poll() is None, "the master gave up during the outage"
     restartable_mongo.start()
     assert master.wait(timeout=120) == 0, log.read_text()
@@ -100,9 +101,8 @@ def test_master_and_workers_ride_out_a_database_outage_longer_than_the_lease(
 def test_two_experiments_in_one_database_stay_apart(mongo_url: str, workers: Workers, tmp_path: Path):
     for _ in range(2):
         workers.start(mongo_url, "--idle-exit", "4")  # no --exp-key: they serve both experiments
-    a = start_master(mongo_url, "a", tmp_path / "a", 10, log=tmp_path / "a.log", SLEEPY_SECONDS="0.05")
-    b = start_master(mongo_url, "b", tmp_path / "b", 14, "--algo", "random", log=tmp_path / "b.log",
-                     SLEEPY_SECONDS="0.05")
+    a = start_master(mongo_url, "a", tmp_path / "a", 10, log=tmp_path / "a.log")
+    b = start_master(mongo_url, "b", tmp_path / "b", 14, "--algo", "random", log=tmp_path / "b.log")
     assert a.wait(timeout=120) == 0, (tmp_path / "a.log").read_text()
     assert b.wait(timeout=120) == 0, (tmp_path / "b.log").read_text()
     check_exactly(mongo_url, "a", tmp_path / "a", 10)
@@ -133,7 +133,7 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path):
 def test_a_master_restarted_after_the_end_still_mirrors_the_results(mongo_url: str, workers: Workers,
                                                                    tmp_path: Path):
     workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "3")
-    first = start_master(mongo_url, "e", tmp_path / "first", 6, log=tmp_path / "m.log", SLEEPY_SECONDS="0.01")
+    first = start_master(mongo_url, "e", tmp_path / "first", 6, log=tmp_path / "m.log")
     assert first.wait(timeout=60) == 0
     again = start_master(mongo_url, "e", tmp_path / "again", 6, log=tmp_path / "m.log")
     assert again.wait(timeout=60) == 0, (tmp_path / "m.log").read_text()
