@@ -2,7 +2,6 @@
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.results import finished_trials
 from tests.neural_net.conftest import write_cifar100
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,10 +33,6 @@ def search(workdir, *args, **extra):
                           capture_output=True, text=True, timeout=400)
 
 
-def finished(workdir):
-    with open(workdir / "results" / "results.pkl", "rb") as f:
-        return pickle.load(f).trials
-
 
 def test_two_trials_then_resume_to_three(workdir):
     first = search(workdir, "--max-evals", "2")
@@ -58,7 +54,7 @@ def test_two_trials_then_resume_to_three(workdir):
 
     second = search(workdir, "--max-evals", "3")
     assert second.returncode == 0, second.stderr[-3000:]
-    trials = finished(workdir)
+    trials = finished_trials(workdir)
     assert len(trials) == 3 and [t["tid"] for t in trials] == [0, 1, 2]
     assert len([p for p in os.listdir(results) if "_tid" in p]) == 3
 
@@ -74,12 +70,12 @@ def test_sigkill_during_training_keeps_the_finished_trials(workdir):
     assert proc.poll() is None, "the search ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    before = finished(workdir)
+    before = finished_trials(workdir)
     assert len(before) == 1
 
     result = search(workdir, "--max-evals", "3")
     assert result.returncode == 0, result.stderr[-3000:]
-    after = finished(workdir)
+    after = finished_trials(workdir)
     assert len(after) == 3
     assert after[0]["params"] == before[0]["params"] and after[0]["result"] == before[0]["result"]
 

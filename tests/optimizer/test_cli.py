@@ -1,7 +1,6 @@
 """``python -m optimizer`` as a user runs it: a user's own space and objective, resume, crashes, bad input."""
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -9,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.results import finished_trials
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,15 +53,11 @@ def run(project, *args, **extra):
                           capture_output=True, text=True, timeout=120)
 
 
-def finished(project):
-    with open(project / "results" / "results.pkl", "rb") as f:
-        return pickle.load(f).trials
-
 
 def test_runs_then_resumes_to_the_new_total(project):
     first = run(project, "--max-evals", "2")
     assert first.returncode == 0, first.stderr
-    trials = finished(project)
+    trials = finished_trials(project)
     assert len(trials) == 2
     jsons = [p for p in os.listdir(project / "results") if p.endswith(".json") and "tid" in p]
     assert len(jsons) == 2 and (project / "results" / "best.json").exists()
@@ -68,19 +65,19 @@ def test_runs_then_resumes_to_the_new_total(project):
     second = run(project, "--max-evals", "3")
     assert second.returncode == 0, second.stderr
     assert "resuming: 2 finished trials" in second.stderr
-    again = finished(project)
+    again = finished_trials(project)
     assert len(again) == 3
     assert [t["params"] for t in again[:2]] == [t["params"] for t in trials]
 
     third = run(project, "--max-evals", "3")
     assert third.returncode == 0 and "nothing to do" in third.stderr
-    assert len(finished(project)) == 3
+    assert len(finished_trials(project)) == 3
 
 
 def test_failed_trials_count_and_the_search_goes_on(project):
     result = run(project, "--max-evals", "40", "--algo", "random", "--seed", "4")
     assert result.returncode == 0, result.stderr
-    trials = finished(project)
+    trials = finished_trials(project)
     failed = [t for t in trials if t["result"]["status"] == "fail"]
     assert len(trials) == 40 and failed
     assert "x too large" in failed[0]["result"]["error"]
@@ -93,17 +90,17 @@ def test_sigkill_during_a_trial_loses_only_that_trial(project):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pkl = project / "results" / "results.pkl"
     deadline = time.time() + 60
-    while time.time() < deadline and (not pkl.exists() or len(finished(project)) < 2):
+    while time.time() < deadline and (not pkl.exists() or len(finished_trials(project)) < 2):
         time.sleep(0.05)
     time.sleep(0.2)  # now inside a trial
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    before = finished(project)
+    before = finished_trials(project)
     assert 2 <= len(before) < 6
 
     result = run(project, "--max-evals", "6")
     assert result.returncode == 0, result.stderr
-    after = finished(project)
+    after = finished_trials(project)
     assert len(after) == 6
     assert [t["params"] for t in after[: len(before)]] == [t["params"] for t in before]
     assert len({t["tid"] for t in after}) == 6
@@ -157,7 +154,7 @@ def test_another_search_in_the_same_results_dir_is_refused(project):
     (project / "other.py").write_text(USER_MODULE)
     result = run(project, "--space", "other:SPACE", "--max-evals", "2")
     assert "holds another search" in one_error_line(result)
-    assert len(finished(project)) == 1
+    assert len(finished_trials(project)) == 1
 
 
 def test_unwritable_paths_are_one_clear_line(project):
@@ -170,4 +167,4 @@ def test_unwritable_paths_are_one_clear_line(project):
     export = subprocess.run([sys.executable, "-m", "optimizer", "export", "--out", "/nonexistent/dir/m.keras"],
                             cwd=project, env=env_for(project), capture_output=True, text=True, timeout=120)
     assert one_error_line(export).startswith("error: ")
-    assert len(finished(project)) == 2
+    assert len(finished_trials(project)) == 2
