@@ -17,15 +17,14 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Refreshes the lease of one trial from a background thread while it runs.
 
-    The flag ``lost`` tells the runner that another worker now owns the trial.
-    Database errors are logged once and retried on the next beat: a short outage
-    must not lose the trial.
+    It stops beating once another worker owns the trial (the store then refuses
+    this worker's result). Database errors are logged once and retried on the
+    next beat: a short outage must not lose the trial.
     """
 
     def __init__(self, store: TrialStore, tid: int, owner: str, interval: float):
         self._store, self._tid, self._owner, self._interval = store, tid, owner, interval
         self._stop = threading.Event()
-        self.lost = False
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{tid}", daemon=True)
 
     def __enter__(self) -> "Heartbeat":
@@ -41,7 +40,6 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 if not self._store.heartbeat(self._tid, self._owner):
-                    self.lost = True
                     log.warning("trial %s: lease lost to another worker", self._tid)
                     return
                 if failing:

@@ -38,7 +38,7 @@ from optimizer.errors import CaviarError
 from optimizer.imports import import_attr
 from optimizer.mongo import MongoStore, one_line
 from optimizer.objective import Objective
-from worker.loop import discard_artifacts, run_trial
+from worker.loop import Heartbeat, discard_artifacts, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,8 @@ class Worker:
         tid = doc["tid"]
         self._current = doc  # stays set if StopNow interrupts: run() hands the trial back
         self._announce()
-        fn, lease = self._prepare(doc)
+        with Heartbeat(self.store, tid, self.owner, self.config.lease_seconds / 4):  # imports can be slow
+            fn, lease = self._prepare(doc)
         try:
             result, artifacts = run_trial(self.store, doc, fn, self.owner, min(lease, self.config.lease_seconds) / 4)
         except CaviarError:  # e.g. no data set on this host: every trial would fail the same way

@@ -205,3 +205,15 @@ def test_a_worker_serving_two_experiments_does_not_carry_settings_across(mongo_u
     assert worker.wait(timeout=60) == 0, workers.logs()
     assert first.trial_docs()[0]["result"]["probe"] == "from-first"
     assert second.trial_docs()[0]["result"]["probe"] is None
+
+
+def test_a_slow_objective_import_keeps_the_lease(mongo_url: str, workers: Workers) -> None:
+    store = MongoStore(mongo_url, "slow")
+    store.put_experiment({"objective": "tests.helpers.slow_import:objective", "env": {}})
+    enqueue_points(store, points(1))
+    busy = workers.start(mongo_url, "--exp-key", "slow", "--lease-seconds", "2", "--idle-exit", "8")
+    wait_until(lambda: store.count_by_state()[RUNNING] == 1, 30, "the first worker's claim")
+    workers.start(mongo_url, "--exp-key", "slow", "--lease-seconds", "2", "--idle-exit", "8")  # requeues the silent
+    wait_until(lambda: finished(store, 1), 60, "the trial")
+    [doc] = store.trial_docs()
+    assert doc["lease_losses"] == 0 and pid_of(doc) == busy.pid, workers.logs()
