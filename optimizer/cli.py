@@ -14,6 +14,7 @@ from optimizer.store import DONE
 
 log = logging.getLogger("optimizer")
 
+DEFAULT_SPACE = "optimizer.space:CIFAR_SPACE"
 DEFAULT_OBJECTIVE = "neural_net.train:objective"
 # Settings of the default CNN objective: recorded in the experiment so every worker trains alike.
 OBJECTIVE_ENV = ("HKS_EPOCHS", "DATASET_SIZE", "HKS_DATASET", "HKS_VALIDATION_SPLIT", "HKS_SEED")
@@ -30,7 +31,7 @@ def build_parser() -> Parser:
         epilog="other commands: " + "; ".join(f"{k}: {v}" for k, v in TOOLS.items())
         + " (python -m optimizer COMMAND --help)",
     )
-    p.env_option("--space", "HKS_SPACE", "optimizer.space:CIFAR_SPACE", help="hyperopt space as module:attribute")
+    p.env_option("--space", "HKS_SPACE", DEFAULT_SPACE, help="hyperopt space as module:attribute")
     p.env_option("--objective", "HKS_OBJECTIVE", DEFAULT_OBJECTIVE,
                  help="objective as module:function, taking the params dict and returning a loss or a result dict")
     p.env_option("--algo", "HKS_ALGO", "tpe", choices=["tpe", "random", "anneal"], help="search algorithm")
@@ -190,7 +191,9 @@ def tool(name: str, args: argparse.Namespace) -> int:
     import json
     import time
 
+    from optimizer.results import best_summary
     from optimizer.status import collect, render
+    from optimizer.store import best_doc
 
     store, experiment = open_experiment(args)
     if name == "status":
@@ -203,12 +206,10 @@ def tool(name: str, args: argparse.Namespace) -> int:
             print("\x1b[H\x1b[2J" + text, flush=True)
             time.sleep(args.watch)
     if name == "best":
-        status = collect(store, experiment.get("max_evals"), 60.0)
-        if status["best"] is None:
+        best = best_doc(store.trial_docs())
+        if best is None:
             raise CaviarError("no trial has succeeded yet")
-        best = next(d for d in store.trial_docs() if d["tid"] == status["best"]["tid"])
-        summary = {"tid": best["tid"], "params": best["params"],
-                   "result": {k: v for k, v in best["result"].items() if k != "history"}}
+        summary = best_summary(best)
         print(json.dumps(summary, indent=2, sort_keys=True) if args.json else render_best(summary))
         return 0
     if name == "plot":
@@ -221,7 +222,7 @@ def tool(name: str, args: argparse.Namespace) -> int:
     kept = store.fetch_best_artifact("model", args.out)
     if kept is None:
         raise CaviarError("the best trial kept no model (is the objective the CNN, and has a trial succeeded?)")
-    best = collect(store, None, 60.0)["best"]
+    best = best_doc(store.trial_docs())
     if best is None or best["tid"] != kept:
         log.warning("the kept model is trial %s's, not the best trial's (its worker died before storing it)", kept)
     print(f"wrote the model of trial {kept} to {args.out}")

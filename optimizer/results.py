@@ -102,6 +102,13 @@ def trial_summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def best_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """What best.json and `python -m optimizer best` show: the trial without its per-epoch history."""
+    summary = trial_summary(doc)
+    summary["result"] = {k: v for k, v in doc["result"].items() if k != "history"}
+    return summary
+
+
 class ResultsDir:
     """Keeps results/ in step with the finished trials of one experiment."""
 
@@ -183,6 +190,4 @@ class ResultsDir:
 
     def write_best(self, best: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         """Rewrite best.json from the best trial (and e.g. its test-set metrics)."""
-        summary = trial_summary(best)
-        summary["result"] = {k: v for k, v in best["result"].items() if k != "history"}
-        write_json(self._file(BEST), summary | (extra or {}))
+        write_json(self._file(BEST), best_summary(best) | (extra or {}))

@@ -58,10 +58,6 @@ class Search:
             raise CaviarError(f"the search space is not a valid hyperopt space: {type(err).__name__}: {err}") from None
         self.exhausted = False
 
-    def counts(self) -> dict[int, int]:
-        """Trials per state, from the store."""
-        return self.store.count_by_state()
-
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
         return self.max_evals - sum(counts.get(s, 0) for s in (NEW, RUNNING, DONE))
@@ -72,7 +68,7 @@ class Search:
 
         ``counts`` and ``docs`` may be passed when the caller has just read them.
         """
-        counts = self.counts() if counts is None else counts
+        counts = self.store.count_by_state() if counts is None else counts
         wanted = min(queued_target - counts.get(NEW, 0), self.remaining(counts))
         if wanted <= 0 or self.exhausted:
             return 0

@@ -62,9 +62,6 @@ DEMO_PARAMS: dict[str, Any] = {
     "activation": "elu",
 }
 
-DEFAULT_SPACE = "optimizer.space:CIFAR_SPACE"
-
-
 def load_space(path: str) -> Any:
     """Return the hyperopt space named by ``module:attribute``."""
     return import_attr(path, what="space")

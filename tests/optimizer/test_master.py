@@ -48,7 +48,8 @@ def check_exactly(url: str, exp_key: str, results: Path, n: int) -> list[dict]:
 
 
 def test_one_master_three_workers_finish_exactly_max_evals(mongo_url: str, workers: Workers, tmp_path: Path):
-    procs = [workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "3") for _ in range(3)]
+    for _ in range(3):
+        workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "3")
     master = start_master(mongo_url, "e", tmp_path / "results", 30, log=tmp_path / "master.log")
     assert master.wait(timeout=120) == 0, (tmp_path / "master.log").read_text()
     docs = check_exactly(mongo_url, "e", tmp_path / "results", 30)
@@ -56,7 +57,6 @@ def test_one_master_three_workers_finish_exactly_max_evals(mongo_url: str, worke
     assert workers.wait_all(timeout=30) == [0, 0, 0]
     log = (tmp_path / "master.log").read_text()
     assert "done=30/30" in log and "best trial" in log
-    assert len(procs) == 3
 
 
 def test_a_killed_master_restarts_without_duplicates_or_losses(mongo_url: str, workers: Workers, tmp_path: Path):
