@@ -62,6 +62,7 @@ RUN python -m pip list --format=freeze \
     && grep -iq '^tensorflow==' /tmp/image-stack.txt \
     && python -m pip install --no-cache-dir --constraint /tmp/image-stack.txt .
 
+COPY caviar ./caviar
 COPY optimizer ./optimizer
 COPY worker ./worker
 COPY neural_net ./neural_net

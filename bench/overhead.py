@@ -438,7 +438,7 @@ class Bench:
 
     # -- the systems ------------------------------------------------------
     def run_caviar(self, run: Run, procs: Procs, run_dir: str, workers: int) -> tuple[float, float, float]:
-        for module in ("optimizer/__main__.py", "optimizer/mongo.py", "worker/__main__.py"):
+        for module in ("optimizer/__main__.py", "caviar/store/mongo.py", "worker/__main__.py"):
             if not os.path.exists(os.path.join(REPO, module)):
                 raise BenchError(f"Caviar's {module} does not exist yet")
         with mongo_for(f"caviar-w{workers}", run_dir, self.args.mongo_url) as mongo:

@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from neural_net.settings import Settings
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""One point of ``optimizer.space.CIFAR_SPACE`` as a Keras 3 functional model.
+"""One point of ``neural_net.space.CIFAR_SPACE`` as a Keras 3 functional model.
 
 Each block of the architecture is a small function that takes a tensor and
 returns a tensor, parametrized by the trial's hyperparameters (``params``, the
@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 from keras import KerasTensor
 
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 
 Params = Mapping[str, Any]
 

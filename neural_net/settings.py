@@ -1,18 +1,14 @@
-"""Run settings of the default objective, read from the environment at each call.
+"""Run settings of the CNN family, read from the environment at each call.
 
 Workers are long-lived processes configured by their environment (Docker,
 Makefile), so the objective reads its settings from ``os.environ`` every time
 instead of at import: a changed variable takes effect on the next trial.
 
-| variable | default | meaning |
-|---|---|---|
-| ``HKS_DATASET`` | ``cifar100`` | ``cifar100``, ``cifar10``, ``mnist`` or ``fashion_mnist`` |
-| ``HKS_DATA_PATH`` | unset | the data set's archive, or a folder holding its file(s); beats every other place |
-| ``DATASET_SIZE`` | unset or 0: all | keep only the first N training images (quick runs) |
-| ``HKS_VALIDATION_SPLIT`` | ``0.1`` | share of the training images held out to score trials |
-| ``HKS_EPOCHS`` | ``10`` | epochs per trial (the seed's 100 on a GPU; 10 ranks architectures at a tenth of it) |
-| ``HKS_SEED`` | ``0`` | seeds the validation split, the weights, the shuffling and the flips |
-| ``HKS_OFFLINE`` | ``0`` | ``1`` never downloads a missing data set |
+``SETTINGS`` declares each one once (flag, variable, default, meaning): the
+command line offers them as flags and records them in the experiment, and
+``Settings.from_env`` reads them. Besides these, ``HKS_SEED`` (the search's
+seed) seeds the validation split, the weights, the shuffling and the flips, and
+``HKS_OFFLINE=1`` never downloads a missing data set.
 """
 
 from __future__ import annotations
@@ -22,22 +18,61 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from optimizer.errors import CaviarError
+from caviar.config import positive_int
+from caviar.errors import CaviarError
+from caviar.family import Setting
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 T = TypeVar("T", int, float)
 
 
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise ValueError
+    return value
+
+
+def dataset_name(text: str) -> str:
+    return text.strip().lower()
+
+
+def image_count(text: str) -> int | None:
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value or None  # 0: all of them
+
+
+fraction.__name__ = "a number between 0 and 1 (exclusive)"
+dataset_name.__name__ = "a data set name"
+image_count.__name__ = "a number of images (0: all)"
+
+DATASET_NAMES = ("cifar100", "cifar10", "mnist", "fashion_mnist")
+SETTINGS = (
+    Setting("--dataset", "HKS_DATASET", "cifar100", dataset_name, "data set", DATASET_NAMES),
+    Setting("--data-path", "HKS_DATA_PATH", None, str,
+            "the data set's archive, or a folder holding its file(s); unset: ml_req/, then Keras' cache"),
+    Setting("--epochs", "HKS_EPOCHS", 10, positive_int,
+            "training epochs per trial (the seed's 100 on a GPU; 10 ranks architectures at a tenth of it)"),
+    Setting("--dataset-size", "DATASET_SIZE", None, image_count,
+            "keep only the first N training images (quick CPU runs); unset or 0: all"),
+    Setting("--validation-split", "HKS_VALIDATION_SPLIT", 0.1, fraction,
+            "share of the training images held out to score trials"),
+)
+_BY_ENV = {setting.env: setting for setting in SETTINGS}
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a trial trains on and for how long; hashable, so it can key caches."""
 
-    dataset: str = "cifar100"
-    data_path: str | None = None
-    dataset_size: int | None = None
-    validation_split: float = 0.1
-    epochs: int = 10
+    dataset: str = _BY_ENV["HKS_DATASET"].default
+    data_path: str | None = _BY_ENV["HKS_DATA_PATH"].default
+    dataset_size: int | None = _BY_ENV["DATASET_SIZE"].default
+    validation_split: float = _BY_ENV["HKS_VALIDATION_SPLIT"].default
+    epochs: int = _BY_ENV["HKS_EPOCHS"].default
     seed: int = 0
     offline: bool = False
 
@@ -54,11 +89,11 @@ class Settings:
         """Read the settings from ``environ`` (default ``os.environ``); bad values raise CaviarError."""
         env = os.environ if environ is None else environ
         return cls(
-            dataset=env.get("HKS_DATASET", "").strip().lower() or cls.dataset,
-            data_path=env.get("HKS_DATA_PATH", "").strip() or None,
-            dataset_size=_number(int, "DATASET_SIZE", env, 0) or None,
-            validation_split=_number(float, "HKS_VALIDATION_SPLIT", env, cls.validation_split),
-            epochs=_number(int, "HKS_EPOCHS", env, cls.epochs),
+            dataset=_BY_ENV["HKS_DATASET"].read(env),
+            data_path=_BY_ENV["HKS_DATA_PATH"].read(env),
+            dataset_size=_BY_ENV["DATASET_SIZE"].read(env),
+            validation_split=_BY_ENV["HKS_VALIDATION_SPLIT"].read(env),
+            epochs=_BY_ENV["HKS_EPOCHS"].read(env),
             seed=_number(int, "HKS_SEED", env, cls.seed),
             offline=_flag("HKS_OFFLINE", env),
         )

@@ -32,7 +32,7 @@ from neural_net import datasets
 from neural_net.datasets import Data, Split
 from neural_net.model import COARSE_HEAD, FINE_HEAD, build_model, head_names, plot
 from neural_net.settings import Settings
-from optimizer.objective import ARTIFACTS_KEY, to_plain
+from caviar.objective import ARTIFACTS_KEY, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ def objective(params: dict[str, Any]) -> dict[str, Any]:
 
     A diverging trial (non-finite loss) returns a failed result with its
     history; any other error (out of memory included) is raised after the
-    Keras session is cleared, and ``optimizer.objective.evaluate`` records it
+    Keras session is cleared, and ``caviar.objective.evaluate`` records it
     as a failed trial.
     """
     settings = Settings.from_env()
     data = datasets.load(settings)
-    model_dir = Path(tempfile.mkdtemp())  # "tmp…": worker.loop.discard_artifacts removes such folders whole
+    model_dir = Path(tempfile.mkdtemp())  # "tmp…": caviar.runner.discard_artifacts removes such folders whole
     result: dict[str, Any] = {"status": STATUS_FAIL}
     try:
         _fresh_session()

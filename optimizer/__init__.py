@@ -5,7 +5,7 @@
 
 from typing import Any
 
-from optimizer.imports import defer_submodule
+from caviar.imports import defer_submodule
 
 __all__ = ["MongoTrials"]
 

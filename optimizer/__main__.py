@@ -1,6 +1,6 @@
 """Run the search from the command line: ``python -m optimizer --help``."""
 
 from optimizer.cli import main
-from optimizer.config import exit_process
+from caviar.config import exit_process
 
 exit_process(main())

@@ -8,20 +8,29 @@ import os
 import sys
 from typing import Any, Sequence
 
-from optimizer.config import Parser, configure_logging, non_negative_int, positive_float, positive_int
-from optimizer.errors import CaviarError
-from optimizer.store import DONE
+from caviar.config import Parser, configure_logging, non_negative_int, positive_float, positive_int
+from caviar.errors import CaviarError
+from caviar.family import ModelFamily, load_family
+from caviar.store import DONE
 
 log = logging.getLogger("optimizer")
 
-DEFAULT_SPACE = "optimizer.space:CIFAR_SPACE"
-DEFAULT_OBJECTIVE = "neural_net.train:objective"
-# Settings of the default CNN objective: recorded in the experiment so every worker trains alike.
-OBJECTIVE_ENV = ("HKS_EPOCHS", "DATASET_SIZE", "HKS_DATASET", "HKS_VALIDATION_SPLIT", "HKS_SEED")
+# The default model family, by import path: the generic code never imports it by name.
+DEFAULT_OBJECTIVE = "neural_net:CNN"
 
 
-def build_parser() -> Parser:
-    """The search's command line."""
+def objective_path(argv: Sequence[str]) -> str:
+    """The ``--objective`` of ``argv`` (else $HKS_OBJECTIVE, else the default), before the full parse.
+
+    The family's own flags depend on it, so it is read first.
+    """
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--objective", default=os.environ.get("HKS_OBJECTIVE") or DEFAULT_OBJECTIVE)
+    return pre.parse_known_args(argv)[0].objective
+
+
+def build_parser(family: ModelFamily | None = None) -> Parser:
+    """The search's command line: generic flags, then the model family's own settings."""
     p = Parser(
         prog="python -m optimizer",
         description=(
@@ -31,13 +40,16 @@ def build_parser() -> Parser:
         epilog="other commands: " + "; ".join(f"{k}: {v}" for k, v in TOOLS.items())
         + " (python -m optimizer COMMAND --help)",
     )
-    p.env_option("--space", "HKS_SPACE", DEFAULT_SPACE, help="hyperopt space as module:attribute")
     p.env_option("--objective", "HKS_OBJECTIVE", DEFAULT_OBJECTIVE,
-                 help="objective as module:function, taking the params dict and returning a loss or a result dict")
+                 help="model family or objective as module:attribute; a plain function takes the params dict "
+                 "and returns a loss or a result dict")
+    p.env_option("--space", "HKS_SPACE", family.space if family else None,
+                 help="hyperopt space as module:attribute (default: the model family's)")
     p.env_option("--algo", "HKS_ALGO", "tpe", choices=["tpe", "random", "anneal"], help="search algorithm")
     p.env_option("--max-evals", "HKS_MAX_EVALS", 50, positive_int,
                  help="total finished trials (ok or failed) the experiment should hold")
-    p.env_option("--seed", "HKS_SEED", 0, non_negative_int, help="seed of the search (and of the CNN training)")
+    p.env_option("--seed", "HKS_SEED", 0, non_negative_int,
+                 help="seed of the search; objectives read it as HKS_SEED")
     p.env_option("--results-dir", "HKS_RESULTS_DIR", "results", help="where results are mirrored")
     p.env_option("--mongo", "MONGO_URL", None, help="MongoDB URL, e.g. mongodb://host:27017/caviar; unset: embedded mode")
     p.env_option("--exp-key", "EXPERIMENT_NAME", "caviar", help="experiment name in the database")
@@ -45,12 +57,6 @@ def build_parser() -> Parser:
                  help="a worker silent this long loses its trial to the queue")
     p.env_option("--lookahead", "HKS_LOOKAHEAD", 2, non_negative_int,
                  help="trials queued beyond one per live worker, so no worker waits")
-    p.env_option("--epochs", "HKS_EPOCHS", None, positive_int, help="CNN objective: training epochs per trial")
-    p.env_option("--dataset-size", "DATASET_SIZE", None, positive_int,
-                 help="CNN objective: keep the first N training images (quick CPU runs)")
-    p.env_option("--dataset", "HKS_DATASET", None, choices=["cifar100", "cifar10", "mnist", "fashion_mnist"],
-                 help="CNN objective: data set")
-    p.env_option("--data-path", "HKS_DATA_PATH", None, help="CNN objective: path of the data set archive")
     p.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=None,
                    help="log every trial to MLflow (pip install '.[mlflow]'); default: only when "
                    "MLFLOW_TRACKING_URI is set; local store: <results-dir>/mlflow.db")
@@ -58,40 +64,45 @@ def build_parser() -> Parser:
                    help="log trials to <results-dir>/tensorboard/; default: the trials with per-epoch curves")
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    if family is not None and family.settings:
+        group = p.add_argument_group(f"settings of the model family ({type(family).__name__})")
+        for setting in family.settings:
+            p.env_option(setting.flag, setting.env, setting.default, setting.kind, help=setting.help,
+                         choices=setting.choices, group=group)
     return p
 
 
-def export_objective_settings(args: argparse.Namespace) -> dict[str, str]:
-    """Put the CNN settings given as flags into the environment and return those to record."""
-    flags = {"HKS_EPOCHS": args.epochs, "DATASET_SIZE": args.dataset_size, "HKS_DATASET": args.dataset,
-             "HKS_DATA_PATH": args.data_path, "HKS_SEED": args.seed}
-    for env, value in flags.items():
-        if value is not None:
-            os.environ[env] = str(value)
-    # Unset ones are recorded as "" (the objective's default), so that a worker serving
-    # several experiments does not carry one experiment's settings into another.
-    return {k: os.environ.get(k, "") for k in OBJECTIVE_ENV}
+def export_family_settings(family: ModelFamily, args: argparse.Namespace) -> dict[str, str]:
+    """Put the family's settings (and the seed) into the environment; return them as recorded.
+
+    Every setting is recorded, unset ones as "" (the family's default), so that a
+    worker serving several experiments never carries one's settings into another.
+    """
+    values = {s.env: getattr(args, s.flag.lstrip("-").replace("-", "_")) for s in family.settings}
+    values["HKS_SEED"] = args.seed
+    env = {name: "" if value is None else str(value) for name, value in values.items()}
+    os.environ.update(env)
+    return env
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, family: ModelFamily) -> int:
     """Run (or resume) a search to ``max_evals`` finished trials."""
-    from optimizer.imports import import_attr
+    from caviar.imports import import_attr
+    from caviar.output.progress import Progress
+    from caviar.output.results import ResultsDir
+    from caviar.output.tracking import make_trackers
     from optimizer.master import Recorder, finalize, run_distributed, run_embedded
-    from optimizer.progress import Progress
-    from optimizer.results import ResultsDir
     from optimizer.search import Search
-    from optimizer.space import CIFAR_SPACE, DEMO_PARAMS, load_space
-    from optimizer.tracking import make_trackers
 
-    env = export_objective_settings(args)
-    space = load_space(args.space)
-    fn = import_attr(args.objective, what="objective")
-    if not callable(fn):
-        raise CaviarError(f"objective {args.objective!r} is not callable")
+    if args.space is None:
+        raise CaviarError(f"objective {args.objective!r} has no default space: give --space module:attribute")
+    env = export_family_settings(family, args)
+    space = import_attr(args.space, what="space")
     results = ResultsDir(args.results_dir)
     identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None}
+    described = family.describe()
     if args.mongo:
-        from optimizer.mongo import MongoStore
+        from caviar.store.mongo import MongoStore
 
         store = MongoStore(args.mongo, args.exp_key)
         known = store.get_experiment() or {}
@@ -101,39 +112,39 @@ def run(args: argparse.Namespace) -> int:
                     f"experiment {args.exp_key!r} was started with {key} {known[key]!r}, not {identity[key]!r}"
                 )
         settings = {"algo": args.algo, "max_evals": args.max_evals, "lease_seconds": args.lease_seconds}
-        results.prepare(identity, settings)
-        store.put_experiment(identity | settings | {"env": env})
+        results.prepare(identity, settings | described)
+        store.put_experiment(identity | settings | described | {"env": env})
     else:
-        from optimizer.local import LocalStore
+        from caviar.store.local import LocalStore
 
         docs = results.load_docs()
-        results.prepare(identity, {"algo": args.algo, "max_evals": args.max_evals})
+        results.prepare(identity, {"algo": args.algo, "max_evals": args.max_evals} | described)
         store = LocalStore("local", docs, artifact_dir=args.results_dir)
         if docs:
             log.info("resuming: %d finished trials in %s", len(docs), args.results_dir)
     search = Search(store, space, args.algo, args.max_evals, args.seed)
     done = store.count_by_state().get(DONE, 0)
     with Progress(args.max_evals) as progress:
-        trackers = make_trackers(args.results_dir, args.exp_key, args.mlflow, getattr(fn, "draw", None),
-                                 args.tensorboard)
-        recorder = Recorder(store, results, progress, fn, trackers)
+        trackers = make_trackers(args.results_dir, args.exp_key, args.mlflow,
+                                 family.draw if family.diagrams else None, args.tensorboard)
+        recorder = Recorder(store, results, progress, family, trackers)
         try:
             if done >= args.max_evals:
                 log.info("the experiment already holds %d finished trials (max-evals %d): nothing to do",
                          done, args.max_evals)
                 recorder.observe(store.count_by_state())  # a master killed after the last trial mirrors now
             else:
-                if space is CIFAR_SPACE:
-                    recorder.draw(DEMO_PARAMS, "model_demo.png")
+                if family.demo_params is not None and args.space == family.space:
+                    recorder.draw(family.demo_params, "model_demo.png")
                 if args.mongo:
                     run_distributed(search, recorder, args.lease_seconds, args.lookahead)
                 else:
-                    run_embedded(search, fn, recorder)
+                    run_embedded(search, family, recorder)
         finally:
             recorder.close()
     finished = store.count_by_state().get(DONE, 0)
     if results.experiment().get("finalized_at") != finished:  # once per completed total
-        finalize(store, fn, results, plots=not args.no_plots)
+        finalize(store, family, results, plots=not args.no_plots)
         results.prepare(identity, {"finalized_at": finished})
     return 0
 
@@ -167,11 +178,11 @@ def build_tool_parser(tool: str) -> Parser:
 
 def open_experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The store holding the experiment, and its recorded settings (max_evals, lease_seconds...)."""
-    from optimizer.local import LocalStore
-    from optimizer.results import ResultsDir
+    from caviar.store.local import LocalStore
+    from caviar.output.results import ResultsDir
 
     if args.mongo:
-        from optimizer.mongo import MongoStore
+        from caviar.store.mongo import MongoStore
 
         store = MongoStore(args.mongo, args.exp_key)
         experiment = store.get_experiment()
@@ -191,9 +202,9 @@ def tool(name: str, args: argparse.Namespace) -> int:
     import json
     import time
 
-    from optimizer.results import best_summary
-    from optimizer.status import collect, render
-    from optimizer.store import best_doc
+    from caviar.output.results import best_summary
+    from caviar.output.status import collect, render
+    from caviar.store import best_doc
 
     store, experiment = open_experiment(args)
     if name == "status":
@@ -213,7 +224,7 @@ def tool(name: str, args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, sort_keys=True) if args.json else render_best(summary))
         return 0
     if name == "plot":
-        from optimizer.plots import make_plots
+        from caviar.output.plots import make_plots
 
         out = args.out or f"{args.results_dir}/plots"
         paths = make_plots(store.trial_docs(), out)
@@ -231,7 +242,7 @@ def tool(name: str, args: argparse.Namespace) -> int:
 
 def render_best(summary: dict[str, Any]) -> str:
     """The best trial as aligned text."""
-    from optimizer.objective import flatten_params
+    from caviar.objective import flatten_params
 
     lines = [f"best trial {summary['tid']}"]
     lines += [f"  {k:<30} {v}" for k, v in sorted(flatten_params(summary["params"]).items())]
@@ -244,11 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv[0] if argv and argv[0] in TOOLS else None
-    parser = build_tool_parser(name) if name else build_parser()
-    args = parser.parse_args(argv[1:] if name else argv)
-    configure_logging(args.verbose)
     try:
-        return tool(name, args) if name else run(args)
+        if name:
+            args = build_tool_parser(name).parse_args(argv[1:])
+            configure_logging(args.verbose)
+            return tool(name, args)
+        family = load_family(objective_path(argv))
+        args = build_parser(family).parse_args(argv)
+        configure_logging(args.verbose)
+        return run(args, family)
     except CaviarError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

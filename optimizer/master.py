@@ -12,15 +12,15 @@ import os
 import socket
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from optimizer.objective import Objective
-from optimizer.progress import Progress
-from optimizer.results import ResultsDir
+from caviar.family import ModelFamily, score_of
+from caviar.output.progress import Progress
+from caviar.output.results import ResultsDir
+from caviar.output.tracking import Tracker
+from caviar.runner import discard_artifacts, run_trial
+from caviar.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
 from optimizer.search import Search
-from optimizer.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
-from optimizer.tracking import Tracker
-from worker.loop import discard_artifacts, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,9 @@ log = logging.getLogger(__name__)
 class Recorder:
     """Mirrors finished trials into results/ and the trackers, shows progress, redraws the best model."""
 
-    def __init__(self, store: TrialStore, results: ResultsDir, progress: Progress, fn: Objective | None,
+    def __init__(self, store: TrialStore, results: ResultsDir, progress: Progress, family: ModelFamily,
                  trackers: Sequence[Tracker] = ()):
-        self.store, self.results, self.progress = store, results, progress
-        self._draw: Callable[[dict[str, Any], str], None] | None = getattr(fn, "draw", None)
+        self.store, self.results, self.progress, self.family = store, results, progress, family
         self.trackers = list(trackers)
         self._tracked: set[int] = set()
 
@@ -46,7 +45,8 @@ class Recorder:
                     tracker.trial_finished(doc)
                 self._tracked.add(doc["tid"])
         if best is not None:
-            log.info("new best: trial %s, score %.4f", best["tid"], -best["result"]["loss"])
+            log.info("new best: trial %s, %s %.4f", best["tid"], self.family.metric,
+                     score_of(best["result"]["loss"], self.family.describe()))
             self.draw(best["params"], "model_best.png")
         failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
         top = best_doc(docs)
@@ -58,16 +58,16 @@ class Recorder:
             tracker.close()
 
     def draw(self, params: dict[str, Any], name: str) -> None:
-        """Draw a model diagram if the objective knows how; a failure is only a warning."""
-        if self._draw is None:
+        """Draw a model diagram if the family knows how; a failure is only a warning."""
+        if not self.family.diagrams:
             return
         try:
-            self._draw(params, os.path.join(self.results.path, name))
+            self.family.draw(params, os.path.join(self.results.path, name))
         except Exception as err:  # noqa: BLE001 - a diagram is never worth stopping a search
             log.warning("could not draw %s: %s", name, err)
 
 
-def run_embedded(search: Search, fn: Objective, recorder: Recorder, heartbeat_seconds: float = 30.0) -> None:
+def run_embedded(search: Search, family: ModelFamily, recorder: Recorder, heartbeat_seconds: float = 30.0) -> None:
     """Propose and evaluate one trial at a time in this process."""
     store = search.store
     owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -78,7 +78,7 @@ def run_embedded(search: Search, fn: Objective, recorder: Recorder, heartbeat_se
         if doc is None:
             break
         store.worker_alive(owner, {"tid": doc["tid"], "pid": os.getpid()})
-        result, artifacts = run_trial(store, doc, fn, owner, heartbeat_seconds)
+        result, artifacts = run_trial(store, doc, family, owner, heartbeat_seconds)
         store.finish(doc["tid"], owner, result, artifacts)
         discard_artifacts(artifacts)
         recorder.observe(store.count_by_state())
@@ -133,31 +133,33 @@ def run_distributed(
             time.sleep(min(5.0, 0.2 + (time.monotonic() - outage_since) / 4))
 
 
-def finalize(store: TrialStore, fn: Objective, results: ResultsDir, plots: bool = True) -> None:
-    """At the end of a search: the plots, and the best model's test-set metrics (if the objective can)."""
+def finalize(store: TrialStore, family: ModelFamily, results: ResultsDir, plots: bool = True) -> None:
+    """At the end of a search: the plots, and the best model's test-set metrics (if the family can)."""
     docs = store.trial_docs()
     if plots:
         try:
-            from optimizer.plots import make_plots
+            from caviar.output.plots import make_plots
 
-            make_plots(docs, os.path.join(results.path, "plots"))
+            label = family.metric if family.maximize else f"-{family.metric} (higher is better)"
+            make_plots(docs, os.path.join(results.path, "plots"), label)
         except Exception as err:  # noqa: BLE001 - plots are never worth failing a finished search
             log.warning("could not draw the plots: %s", err)
     best = best_doc(docs)
     if best is None:
         log.warning("no trial succeeded: nothing to report as best")
         return
-    evaluate_best = getattr(fn, "evaluate_best", None)
     extra: dict[str, Any] = {}
-    if evaluate_best is not None:
+    if family.test_artifact is not None:
+        name = os.path.splitext(family.test_artifact)[0]
         with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "model.keras")
-            kept = store.fetch_best_artifact("model", path)
+            path = os.path.join(tmp, family.test_artifact)
+            kept = store.fetch_best_artifact(name, path)
             if kept == best["tid"]:
-                log.info("evaluating the best model (trial %s) on the test set", best["tid"])
-                extra["test"] = evaluate_best(path)
+                log.info("evaluating the best trial's %s (trial %s) on the test set", name, best["tid"])
+                extra["test"] = family.evaluate_best(path)
                 log.info("test set: %s", extra["test"])
             else:
-                log.warning("the best trial's model was not kept (kept: trial %s): no test-set evaluation", kept)
+                log.warning("the best trial's %s was not kept (kept: trial %s): no test-set evaluation", name, kept)
     results.write_best(best, extra)
-    log.info("best trial %s: score %.4f, params %s", best["tid"], -best["result"]["loss"], best["params"])
+    log.info("best trial %s: %s %.4f, params %s", best["tid"], family.metric,
+             score_of(best["result"]["loss"], family.describe()), best["params"])

@@ -13,9 +13,9 @@ from typing import Any, Callable
 import numpy as np
 from hyperopt import Domain, Trials, anneal, rand, space_eval, tpe
 
-from optimizer.errors import CaviarError
-from optimizer.objective import to_plain
-from optimizer.store import DONE, NEW, RUNNING, TrialStore, vals_key
+from caviar.errors import CaviarError
+from caviar.objective import to_plain
+from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 

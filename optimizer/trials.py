@@ -22,11 +22,11 @@ from hyperopt import tpe
 from hyperopt.base import Domain, Trials
 from hyperopt.fmin import FMinIter, space_eval
 
-from optimizer.errors import CaviarError
-from optimizer.imports import import_path_of
-from optimizer.mongo import MongoStore
+from caviar.errors import CaviarError
+from caviar.imports import import_path_of
+from caviar.store.mongo import MongoStore
 from optimizer.search import concrete_params
-from optimizer.store import vals_key
+from caviar.store import vals_key
 
 log = logging.getLogger(__name__)
 

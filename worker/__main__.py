@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from optimizer.config import Parser, configure_logging, exit_process, positive_float, positive_int
-from optimizer.errors import CaviarError
+from caviar.config import Parser, configure_logging, exit_process, positive_float, positive_int
+from caviar.errors import CaviarError
 
 EPILOG = """\
 exit status: 0 after a clean stop (first SIGTERM/SIGINT: the current trial is finished and
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--mongo is required (or set MONGO_URL)")
     configure_logging(args.verbose)
     # Imported after logging is set up; tensorflow only by configure_gpu.
-    from optimizer.mongo import MongoStore
+    from caviar.store.mongo import MongoStore
     from worker.service import Worker, WorkerConfig, configure_gpu
 
     try:

@@ -34,11 +34,11 @@ from typing import Any, Callable, TypeVar
 
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from optimizer.errors import CaviarError
-from optimizer.imports import import_attr
-from optimizer.mongo import MongoStore, one_line
-from optimizer.objective import Objective
-from worker.loop import Heartbeat, discard_artifacts, run_trial
+from caviar.errors import CaviarError
+from caviar.family import load_family
+from caviar.store.mongo import MongoStore, one_line
+from caviar.objective import Objective
+from caviar.runner import Heartbeat, discard_artifacts, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +212,7 @@ class Worker:
             os.environ.update(self._base_env)
             os.environ.update({str(k): str(v) for k, v in (experiment.get("env") or {}).items()})
             if path not in self._objectives:
-                fn = import_attr(path, what="objective")
-                if not callable(fn):
-                    raise CaviarError(f"objective {path!r} of experiment {exp_key!r} is not callable")
-                self._objectives[path] = fn
+                self._objectives[path] = load_family(path)
         except CaviarError:
             self._release(doc["tid"])
             raise

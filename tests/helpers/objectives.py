@@ -85,6 +85,6 @@ def environment(params: dict[str, Any]) -> dict[str, Any]:
 
 def needs_missing_data(params: dict[str, Any]) -> float:
     """Stands for an objective whose data set is missing on this host: a CaviarError."""
-    from optimizer.errors import CaviarError
+    from caviar.errors import CaviarError
 
     raise CaviarError("no data set here: put it in ml_req/")

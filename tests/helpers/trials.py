@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optimizer.store import TrialStore
+from caviar.store import TrialStore
 
 
 def trial_doc(tid: int, params: dict[str, Any]) -> dict[str, Any]:

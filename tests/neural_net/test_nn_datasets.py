@@ -15,7 +15,7 @@ import pytest
 from neural_net import datasets
 from neural_net.datasets import DATASETS, Data, load, locate, read_cifar100
 from neural_net.settings import Settings
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 
 
 def _unscaled(x: np.ndarray) -> np.ndarray:
@@ -249,10 +249,11 @@ def test_settings_from_env() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"HKS_EPOCHS": "ten"}, "HKS_EPOCHS must be an integer, got 'ten'"),
-        ({"HKS_EPOCHS": "0"}, "HKS_EPOCHS must be at least 1"),
-        ({"HKS_VALIDATION_SPLIT": "1.5"}, "HKS_VALIDATION_SPLIT must be between 0 and 1"),
-        ({"HKS_VALIDATION_SPLIT": "a tenth"}, "HKS_VALIDATION_SPLIT must be a number"),
+        ({"HKS_EPOCHS": "ten"}, "HKS_EPOCHS='ten' is not a positive integer"),
+        ({"HKS_EPOCHS": "0"}, "HKS_EPOCHS='0' is not a positive integer"),
+        ({"HKS_VALIDATION_SPLIT": "1.5"}, "HKS_VALIDATION_SPLIT='1.5' is not a number between 0 and 1"),
+        ({"HKS_VALIDATION_SPLIT": "a tenth"}, "HKS_VALIDATION_SPLIT='a tenth' is not a number between 0 and 1"),
+        ({"HKS_DATASET": "svhn"}, "HKS_DATASET='svhn' is not one of cifar100, cifar10, mnist, fashion_mnist"),
         ({"DATASET_SIZE": "1"}, "DATASET_SIZE must be at least 2"),
         ({"HKS_OFFLINE": "maybe"}, "HKS_OFFLINE must be 1 or 0"),
     ],

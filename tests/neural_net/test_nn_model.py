@@ -12,7 +12,7 @@ import tensorflow as tf
 from hyperopt.pyll.stochastic import sample
 
 from neural_net.model import BASE_L2, BASE_LEARNING_RATE, BN_MOMENTUM, COARSE_HEAD, FINE_HEAD, build_model, plot
-from optimizer.space import CIFAR_SPACE, DEMO_PARAMS
+from neural_net.space import CIFAR_SPACE, DEMO_PARAMS
 
 # A tiny point of the space: 4 base filters, 20 fully connected units, 8x8 images.
 TINY: dict[str, Any] = {

@@ -17,9 +17,9 @@ from neural_net import datasets
 from neural_net.settings import Settings
 from neural_net.model import plot
 from neural_net.train import batches, evaluate_test, objective
-from optimizer.errors import CaviarError
-from optimizer.objective import evaluate, to_plain
-from optimizer.space import DEMO_PARAMS
+from caviar.errors import CaviarError
+from caviar.objective import evaluate, to_plain
+from neural_net.space import DEMO_PARAMS
 
 # DEMO_PARAMS shrunk to run in seconds on a CPU: 4 base filters, 20 fully connected units.
 SMALL: dict[str, Any] = {
@@ -132,6 +132,6 @@ def test_an_error_clears_the_session_and_leaves_no_files(cifar100_env: Path, tem
 def test_bad_settings_are_a_caviar_error_before_any_work(cifar100_env: Path, temp_dir: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HKS_EPOCHS", "many")
-    with pytest.raises(CaviarError, match="HKS_EPOCHS must be an integer"):
+    with pytest.raises(CaviarError, match="HKS_EPOCHS='many' is not a positive integer"):
         objective(dict(SMALL))
     assert not list(temp_dir.iterdir())

@@ -118,7 +118,7 @@ def one_error_line(result):
         (["--max-evals", "0"], {}, 2, "argument --max-evals: invalid a positive integer value: '0'"),
         ([], {"HKS_MAX_EVALS": "many"}, 2, "HKS_MAX_EVALS='many' is not a positive integer"),
         ([], {"HKS_ALGO": "grid"}, 2, "HKS_ALGO='grid' is not one of tpe, random, anneal"),
-        ([], {"HKS_DATASET": "svhn"}, 2, "HKS_DATASET='svhn' is not one of cifar100"),
+        (["--objective", "neural_net:CNN"], {"HKS_DATASET": "svhn"}, 2, "HKS_DATASET='svhn' is not one of cifar100"),
         (["--algo", "grid"], {}, 2, "invalid choice: 'grid'"),
         (["--lease-seconds", "-1"], {}, 2, "--lease-seconds"),
         (["--bogus"], {}, 2, "unrecognized arguments: --bogus"),

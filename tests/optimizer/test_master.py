@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from optimizer.mongo import MongoStore
-from optimizer.store import DONE, vals_key
+from caviar.store.mongo import MongoStore
+from caviar.store import DONE, vals_key
 from tests.conftest import ROOT, Workers
 from tests.helpers.server import NxServer, env_for_subprocess, with_database
 from tests.helpers.waiting import wait_until

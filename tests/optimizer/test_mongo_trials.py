@@ -10,7 +10,7 @@ import pytest
 from hyperopt import STATUS_OK, fmin, space_eval, tpe
 from hyperopt.base import JOB_STATE_DONE, JOB_STATE_NEW
 
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 from optimizer.trials import MongoTrials
 from tests.conftest import Workers
 from tests.helpers import objectives

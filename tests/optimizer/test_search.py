@@ -3,11 +3,11 @@
 import pytest
 from hyperopt import hp, tpe
 
-from optimizer.errors import CaviarError
-from optimizer.local import LocalStore
+from caviar.errors import CaviarError
+from caviar.store.local import LocalStore
 from optimizer.search import ALGORITHMS, Search
-from optimizer.space import CIFAR_SPACE
-from optimizer.store import DONE, NEW, vals_key
+from neural_net.space import CIFAR_SPACE
+from caviar.store import DONE, NEW, vals_key
 
 SPACE = {
     "x": hp.uniform("x", -3, 3),

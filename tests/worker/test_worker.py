@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from optimizer.mongo import MongoStore
-from optimizer.store import DONE, NEW, RUNNING
+from caviar.store.mongo import MongoStore
+from caviar.store import DONE, NEW, RUNNING
 from tests.conftest import ROOT, Workers
 from tests.helpers.server import NxServer, env_for_subprocess, free_port
 from tests.helpers.trials import enqueue_points

@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from optimizer.objective import flatten_params
-from optimizer.store import is_ok
+from caviar.objective import flatten_params
+from caviar.store import is_ok
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 
 def positive_int(text: str) -> int:
@@ -36,10 +36,22 @@ positive_float.__name__ = "a positive number"
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose defaults may come from environment variables, checked like flags."""
+    """An ArgumentParser whose defaults may come from environment variables, checked like flags.
 
-    def env_option(self, flag: str, env: str, fallback: Any, kind: Callable[[str], Any] = str, **kw: Any) -> None:
-        """Add ``flag`` defaulting to ``$env`` (else ``fallback``); a bad variable is a usage error."""
+    Flags are never abbreviated (``--max-eval`` is refused, not taken for
+    ``--max-evals``), and a usage error is one ``error:`` line, not the usage.
+    """
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def env_option(self, flag: str, env: str, fallback: Any, kind: Callable[[str], Any] = str,
+                   group: Any = None, **kw: Any) -> None:
+        """Add ``flag`` (to ``group`` if given) defaulting to ``$env``, else ``fallback``; a bad variable is a usage error."""
         raw = os.environ.get(env)
         default = fallback
         if raw not in (None, ""):
@@ -47,10 +59,11 @@ class Parser(argparse.ArgumentParser):
                 default = kind(raw)
             except ValueError:
                 self.error(f"{env}={raw!r} is not {kind.__name__}")
-            if "choices" in kw and default not in kw["choices"]:
+            if kw.get("choices") is not None and default not in kw["choices"]:
                 self.error(f"{env}={raw!r} is not one of {', '.join(map(str, kw['choices']))}")
         helptext = kw.pop("help")
-        self.add_argument(flag, type=kind, default=default, help=f"{helptext} (env {env}; default: %(default)s)", **kw)
+        (group or self).add_argument(flag, type=kind, default=default,
+                                     help=f"{helptext} (env {env}; default: %(default)s)", **kw)
 
 
 def configure_logging(verbose: bool) -> None:

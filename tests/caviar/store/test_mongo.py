@@ -11,9 +11,9 @@ import pymongo
 import pytest
 from bson import ObjectId
 
-from optimizer.errors import CaviarError
-from optimizer.mongo import MongoStore, redact
-from optimizer.store import DONE, NEW, RUNNING
+from caviar.errors import CaviarError
+from caviar.store.mongo import MongoStore, redact
+from caviar.store import DONE, NEW, RUNNING
 from tests.helpers.server import NxServer, free_port
 from tests.helpers.trials import enqueue_points, trial_doc
 

@@ -43,9 +43,9 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 from sklearn.ensemble import RandomForestRegressor
 
-from optimizer.objective import flatten_params
-from optimizer.results import atomic_write
-from optimizer.store import DONE, is_ok
+from caviar.objective import flatten_params
+from caviar.output.results import atomic_write
+from caviar.store import DONE, is_ok
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from optimizer.local import LocalStore
-from optimizer.mongo import MongoStore
-from optimizer.status import collect, render
-from optimizer.store import RUNNING
+from caviar.store.local import LocalStore
+from caviar.store.mongo import MongoStore
+from caviar.output.status import collect, render
+from caviar.store import RUNNING
 from tests.conftest import ROOT, Workers
 from tests.helpers.server import env_for_subprocess
 from tests.helpers.trials import enqueue_points
@@ -74,7 +74,7 @@ def test_pace_and_eta_from_finished_trials():
 
 
 def test_status_of_an_embedded_search_reads_results(tmp_path: Path):
-    from optimizer.results import ResultsDir
+    from caviar.output.results import ResultsDir
 
     store = LocalStore("local")
     enqueue_points(store, [{"x": 1.0}, {"x": 2.0}])

@@ -2,13 +2,13 @@
 
 import pytest
 
-from optimizer.errors import CaviarError
-from optimizer.imports import import_attr, import_path_of
-from optimizer.objective import normalize
+from caviar.errors import CaviarError
+from caviar.imports import import_attr, import_path_of
+from caviar.objective import normalize
 
 
 def test_import_attr_resolves_nested_names():
-    assert import_attr("optimizer.objective:normalize") is normalize
+    assert import_attr("caviar.objective:normalize") is normalize
     assert import_attr("os.path:join").__name__ == "join"
 
 
@@ -17,7 +17,7 @@ def test_import_attr_resolves_nested_names():
     [
         ("no_colon", "must look like"),
         ("no_such_module_xyz:f", "cannot import module"),
-        ("optimizer.objective:nope", "has no attribute"),
+        ("caviar.objective:nope", "has no attribute"),
     ],
 )
 def test_import_attr_errors_are_one_clear_line(path, message):
@@ -34,7 +34,7 @@ def test_broken_user_module_is_reported(tmp_path, monkeypatch):
 
 
 def test_import_path_of_module_function():
-    assert import_path_of(normalize) == "optimizer.objective:normalize"
+    assert import_path_of(normalize) == "caviar.objective:normalize"
 
 
 def test_lambdas_and_closures_are_refused():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from optimizer.objective import evaluate, normalize, to_plain
+from caviar.objective import evaluate, normalize, to_plain
 
 
 def test_float_and_dict_results_are_normalised():
@@ -57,7 +57,7 @@ def test_to_plain_converts_nested_numpy():
 
 
 def test_a_caviar_error_stops_instead_of_failing_the_trial():
-    from optimizer.errors import CaviarError
+    from caviar.errors import CaviarError
 
     def no_data(params):
         raise CaviarError("no data set")
@@ -69,11 +69,11 @@ def test_a_caviar_error_stops_instead_of_failing_the_trial():
 def test_state_and_status_values_are_hyperopts():
     import hyperopt
 
-    from optimizer import store
+    from caviar import objective, store
 
     assert (store.NEW, store.RUNNING, store.DONE) == (
         hyperopt.JOB_STATE_NEW, hyperopt.JOB_STATE_RUNNING, hyperopt.JOB_STATE_DONE)
-    assert (store.STATUS_OK, store.STATUS_FAIL) == (hyperopt.STATUS_OK, hyperopt.STATUS_FAIL)
+    assert (objective.STATUS_OK, objective.STATUS_FAIL) == (hyperopt.STATUS_OK, hyperopt.STATUS_FAIL)
 
 
 def test_workers_start_without_hyperopt():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from optimizer.objective import flatten_params
-from optimizer.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
+from caviar.objective import flatten_params
+from caviar.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
 
 # Workers silent longer than this are no longer listed at all.
 FORGET_WORKERS_AFTER = 3600.0

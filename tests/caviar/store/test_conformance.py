@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from optimizer.local import LocalStore
-from optimizer.mongo import MongoStore
-from optimizer.store import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore
+from caviar.store.local import LocalStore
+from caviar.store.mongo import MongoStore
+from caviar.store import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore
 from tests.helpers.trials import enqueue_points, trial_doc
 
 EXP = "conformance"

@@ -24,10 +24,12 @@ import traceback
 from typing import Any, Callable
 
 import numpy as np
-from optimizer.errors import CaviarError
-from optimizer.store import STATUS_FAIL, STATUS_OK
+from caviar.errors import CaviarError
 
 log = logging.getLogger(__name__)
+
+# hyperopt's STATUS_* values, spelled out so that workers start without importing hyperopt.
+STATUS_OK, STATUS_FAIL = "ok", "fail"
 
 ARTIFACTS_KEY = "artifacts"
 Objective = Callable[[dict[str, Any]], Any]

@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
-from optimizer.errors import CaviarError
-from optimizer.results import ResultsDir, atomic_write, score_name
-from optimizer.store import DONE, RUNNING
+from caviar.errors import CaviarError
+from caviar.output.results import ResultsDir, atomic_write, score_name
+from caviar.store import DONE, RUNNING
 
 
 def doc(tid, loss=None, state=DONE, name=None):

@@ -10,7 +10,7 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from optimizer.store import DONE, NEW, RUNNING
+from caviar.store import DONE, NEW, RUNNING
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any
 
-from optimizer.store import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, best_doc
-from optimizer.objective import failure
+from caviar.store._base import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, best_doc
+from caviar.objective import failure
 
 
 class LocalStore(TrialStore):

@@ -16,11 +16,11 @@ from tensorboard.backend.event_processing.plugin_event_accumulator import EventA
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
-from optimizer.local import LocalStore
-from optimizer.objective import failure
+from caviar.store.local import LocalStore
+from caviar.objective import failure
 from optimizer.search import Search
-from optimizer.store import DONE
-from optimizer.tracking import (
+from caviar.store import DONE
+from caviar.output.tracking import (
     TRIAL_MARKER,
     MlflowTracker,
     TensorBoardTracker,
@@ -181,7 +181,7 @@ def test_tensorboard_failure_is_a_warning(tmp_path: Path, docs: list[dict], capl
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     tracker = TensorBoardTracker(str(blocker / "tensorboard"))
-    with caplog.at_level(logging.WARNING, logger="optimizer.tracking"):
+    with caplog.at_level(logging.WARNING, logger="caviar.output.tracking"):
         tracker.trial_finished(docs[0])
     assert "TensorBoard: could not record trial" in caplog.text
 
@@ -199,7 +199,7 @@ def test_mlflow_logs_a_parent_run_with_a_child_per_trial_and_resumes(
 
     uri, artifacts = default_mlflow_uri(str(tmp_path))
     tracker = MlflowTracker(uri, "exp-a", draw_stub, artifacts)
-    with caplog.at_level(logging.WARNING, logger="optimizer.tracking"):
+    with caplog.at_level(logging.WARNING, logger="caviar.output.tracking"):
         for doc in docs[:3]:
             tracker.trial_finished(doc)
         tracker.close()
@@ -253,7 +253,7 @@ def test_an_unreachable_tracking_server_is_one_warning_and_quick(
     uri = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="optimizer.tracking"):
+    with caplog.at_level(logging.WARNING, logger="caviar.output.tracking"):
         [mlflow_tracker] = [t for t in make_trackers(str(tmp_path), "exp", None, draw_stub)
                             if isinstance(t, MlflowTracker)]
         for doc in docs:
@@ -284,7 +284,7 @@ def test_make_trackers_picks_tensorboard_and_mlflow_as_asked(
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the [mlflow] extra were not installed
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "mlflow" else object())
-    with caplog.at_level(logging.WARNING, logger="optimizer.tracking"):
+    with caplog.at_level(logging.WARNING, logger="caviar.output.tracking"):
         assert kinds(make_trackers(str(tmp_path), "e", True, None)) == ["TensorBoardTracker"]
     assert "mlflow is not installed" in caplog.text
     assert not os.path.exists(tmp_path / "mlflow.db")

@@ -25,8 +25,8 @@ from typing import Any
 from hyperopt import Trials
 from hyperopt.base import trials_from_docs
 
-from optimizer.errors import CaviarError
-from optimizer.store import DONE, best_doc, is_ok
+from caviar.errors import CaviarError
+from caviar.store import DONE, best_doc, is_ok
 
 log = logging.getLogger(__name__)
 

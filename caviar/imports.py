@@ -14,7 +14,7 @@ import sys
 import types
 from typing import Any, Callable
 
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 
 
 def import_attr(path: str, what: str = "object") -> Any:

@@ -8,8 +8,8 @@ import shutil
 import threading
 from typing import Any
 
-from optimizer.objective import ARTIFACTS_KEY, Objective, evaluate
-from optimizer.store import TrialStore
+from caviar.objective import ARTIFACTS_KEY, Objective, evaluate
+from caviar.store import TrialStore
 
 log = logging.getLogger(__name__)
 

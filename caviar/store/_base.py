@@ -24,10 +24,11 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-# hyperopt's own values (JOB_STATE_* and STATUS_*), spelled out so that workers,
-# which never run an algorithm, start without importing hyperopt (about 1 s).
+from caviar.objective import STATUS_OK
+
+# hyperopt's own values (JOB_STATE_*), spelled out so that workers, which never
+# run an algorithm, start without importing hyperopt (about 1 s).
 NEW, RUNNING, DONE = 0, 1, 2
-STATUS_OK, STATUS_FAIL = "ok", "fail"
 MAX_LEASE_LOSSES = 3
 
 

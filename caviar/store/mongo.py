@@ -6,7 +6,7 @@ and the workers all go through it. Collections of the database named in the URL
 
 - ``experiments``: ``{_id: exp_key, objective: "module:qualname", env: {...},
   max_evals, algo, updated_at, ...}``: what workers need to run a trial;
-- ``trials``: hyperopt's trial layout (see optimizer.store) with ``params``,
+- ``trials``: hyperopt's trial layout (see caviar.store) with ``params``,
   ``heartbeat`` (float epoch seconds), ``lease_losses`` and ``exp_key``;
 - ``counters``: ``{_id: exp_key, next_tid}``, so trial ids stay unique across
   master restarts;
@@ -34,9 +34,9 @@ import gridfs
 from pymongo import ASCENDING, MongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
-from optimizer.errors import CaviarError
-from optimizer.objective import failure, to_plain
-from optimizer.store import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, STATUS_OK, TrialStore, vals_key
+from caviar.errors import CaviarError
+from caviar.objective import STATUS_OK, failure, to_plain
+from caviar.store._base import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import pytest
 from hyperopt import hp
 from matplotlib.image import imread
 
-from optimizer.local import LocalStore
-from optimizer.plots import make_plots, parameter_importance
+from caviar.store.local import LocalStore
+from caviar.output.plots import make_plots, parameter_importance
 from optimizer.search import Search
-from optimizer.space import CIFAR_SPACE
-from optimizer.store import DONE
+from neural_net.space import CIFAR_SPACE
+from caviar.store import DONE
 
 # Numeric (log-uniform and uniform), categorical, and conditional parameters:
 # a dict branch with nested numbers and a choice between None and a number.

@@ -1,0 +1,1 @@
+"""What finished trials become: results/ (``results``), plots, trackers, status and progress."""
