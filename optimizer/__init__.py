@@ -1,4 +1,4 @@
-"""The tuning side of Caviar: spaces, search algorithms, trial stores and the master loop.
+"""The master: proposals (search), the master loops, its command line, and hyperopt's MongoTrials drop-in.
 
 ``from optimizer import MongoTrials`` gives the drop-in for hyperopt's MongoTrials.
 """
