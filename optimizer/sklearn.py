@@ -35,6 +35,8 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
+import pickle
 import time
 import warnings
 from abc import abstractmethod
@@ -121,12 +123,22 @@ class CandidateRunner:
 
 
 _installed: CandidateRunner | None = None
+# Thread pools sized from these when a library starts (as joblib's loky processes do),
+# so that n processes on n cores do not each start a pool of every core.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
-def _install(runner: CandidateRunner) -> None:
-    """Process initializer: keep the runner (estimator and data arrive once per process)."""
+def _install(pickled_runner: bytes, threads: int) -> None:
+    """Process initializer: share the cores, then unpickle the runner (estimator and data, once per process).
+
+    The runner is unpickled only here because unpickling imports the
+    estimator's libraries, which size their thread pools at import.
+    """
     global _installed
-    _installed = runner
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+    _installed = pickle.loads(pickled_runner)
 
 
 def _run_installed(params: dict[str, Any]) -> dict[str, Any]:
@@ -150,11 +162,16 @@ class InProcess:
 
 
 class Processes:
-    """Runs trials in ``n`` spawned processes (spawn: safe with threads and Keras in the parent)."""
+    """Runs trials in ``n`` spawned processes (spawn: safe with threads and Keras in the parent).
+
+    Each process gets ``cores // n`` threads for its numeric libraries unless
+    the caller set their variables (``OMP_NUM_THREADS``, ``TF_NUM_INTRAOP_THREADS``...).
+    """
 
     def __init__(self, runner: CandidateRunner, n: int):
+        threads = max(1, (os.cpu_count() or 1) // n)
         self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_install, initargs=(runner,))
+                                        initializer=_install, initargs=(pickle.dumps(runner), threads))
 
     def submit(self, params: dict[str, Any]) -> Future[dict[str, Any]]:
         return self.pool.submit(_run_installed, params)
@@ -319,7 +336,7 @@ def _processes(n_jobs: int | None) -> int:
     if n_jobs is None or n_jobs == 1:
         return 1
     if n_jobs < 0:
-        return max(1, (multiprocessing.cpu_count() or 1) + 1 + n_jobs)
+        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning: give None, a positive count or -1 for all cores")
     return n_jobs
