@@ -71,7 +71,7 @@ def table(rows: list[dict[str, Any]], epochs: int, n: int) -> str:
     lines = [
         "# scikit-learn's GridSearchCV vs Caviar's (bench/sklearn_grid.py)",
         "",
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, {platform.machine()} "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit}, {platform.machine()} "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; {versions}.",
         f"One-hidden-layer MLP grid (15 candidates x 3 folds = 45 fits + refit), {epochs} epochs, "
         f"batches of 64, on sklearn's {n} real 8x8 digits.",

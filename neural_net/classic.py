@@ -192,7 +192,8 @@ def run(build: Builder, params: Mapping[str, Any], settings: Settings) -> dict[s
     if k:
         x = np.concatenate([data.train.x, data.validation.x])
         y = np.concatenate([data.train.fine, data.validation.fine])
-        log.info("%d-fold cross-validation of %s on %d %s images, %d epochs", k, params, len(y), data.spec.title, epochs)
+        log.info("%d-fold cross-validation of %s on %d %s images, %d epochs",
+                 k, params, len(y), data.spec.title, epochs)
         result = cross_validate(
             lambda train, test: fit_and_score(build, params, (x[train], y[train]), (x[test], y[test]),
                                               data.n_fine, epochs, settings.seed),

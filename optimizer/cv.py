@@ -162,5 +162,5 @@ def write_cv_results(table: dict[str, list[Any]], path: str | Path) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
-        writer.writerows(zip(*(table[c] for c in columns)))
+        writer.writerows(zip(*(table[c] for c in columns), strict=True))
     return path

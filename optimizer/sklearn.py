@@ -32,6 +32,8 @@ far (hyperopt's TPE, through ``optimizer.search.Search``).
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import math
 import multiprocessing
@@ -92,9 +94,13 @@ class CandidateRunner:
     error_score: Any
     return_train_score: bool
 
+    @functools.cached_property
+    def base(self) -> BaseEstimator:
+        """The estimator to clone for each fit: a factory path is called once per process."""
+        return resolve_estimator(self.estimator)
+
     def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
-        base = resolve_estimator(self.estimator)
-        return cross_validate(lambda train, test: self._fold(base, params, train, test), splits=self.splits)
+        return cross_validate(lambda train, test: self._fold(self.base, params, train, test), splits=self.splits)
 
     def _fold(self, base: BaseEstimator, params: dict[str, Any], train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
         """Fit on ``train`` and score on ``test``; a failed fit scores ``error_score`` unless it is "raise"."""
@@ -251,11 +257,10 @@ class _CaviarSearchCV(BaseSearchCV):
         """Queue the fixed candidates into ``store``, or return the search that proposes them."""
 
     def __sklearn_tags__(self) -> Any:
-        estimator, self.estimator = self.estimator, resolve_estimator(self.estimator)
-        try:
-            return super().__sklearn_tags__()
-        finally:
-            self.estimator = estimator
+        """scikit-learn's tags of a search, read from the estimator a factory path makes."""
+        search = copy.copy(self)
+        search.estimator = resolve_estimator(self.estimator)
+        return super(_CaviarSearchCV, search).__sklearn_tags__()
 
     def fit(self, X: Any, y: Any = None, **params: Any) -> _CaviarSearchCV:
         """Run one trial per candidate (all CV folds in it), then refit the best on all of ``X``."""

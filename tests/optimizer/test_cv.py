@@ -37,7 +37,8 @@ def test_folds_are_scikit_learns_shuffled_stratified_folds() -> None:
 def test_a_score_metric_gives_minus_the_mean_and_keeps_each_fold() -> None:
     result = cross_validate(_knn_folds(5), Y, k=3, seed=0)
     scores = [s["score"] for s in result["splits"]]
-    assert result["loss"] == pytest.approx(-np.mean(scores)) and result["mean_test_score"] == pytest.approx(np.mean(scores))
+    assert result["mean_test_score"] == pytest.approx(np.mean(scores))
+    assert result["loss"] == pytest.approx(-np.mean(scores))
     assert result["std_test_score"] == pytest.approx(np.std(scores))
     assert [s["history"] for s in result["splits"]] == [{"n": [100]}] * 3
     assert all(s["fit_time"] >= 0 for s in result["splits"]) and result["status"] == "ok"
@@ -64,7 +65,8 @@ def test_the_table_ranks_like_scikit_learn_and_writes_csv(tmp_path: Path) -> Non
     assert means[1] == means[2] and math.isnan(means[4])
     assert table["rank_test_score"] == rank_scores(np.array(means)).tolist()
     assert table["rank_test_score"][1] == table["rank_test_score"][2] and table["rank_test_score"][4] == 5
-    assert table["param_net.w"] == [4, 8, 8, 2, None] and table["split2_test_score"][0] == docs[0]["result"]["splits"][2]["score"]
+    assert table["param_net.w"] == [4, 8, 8, 2, None]
+    assert table["split2_test_score"][0] == docs[0]["result"]["splits"][2]["score"]
     with open(write_cv_results(table, tmp_path / "cv.csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 5 and float(rows[3]["mean_test_score"]) == pytest.approx(means[3])

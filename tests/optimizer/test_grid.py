@@ -14,7 +14,8 @@ NESTED = {
     "model": hp.choice("model", [
         None,
         {"kind": "knn", "k": hp.choice("k", [1, 3, 5])},
-        {"kind": "net", "kernel": hp.quniform("kernel", 2, 4, 1), "pool": hp.choice("pool", [None, hp.randint("size", 2, 4)])},
+        {"kind": "net", "kernel": hp.quniform("kernel", 2, 4, 1),
+         "pool": hp.choice("pool", [None, hp.randint("size", 2, 4)])},
     ]),
     "units": hp.qloguniform("units", 0, 1.2, 1),
     "opt": hp.pchoice("opt", [(0.2, "sgd"), (0.8, "adam")]),

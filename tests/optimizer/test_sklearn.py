@@ -70,8 +70,9 @@ def test_a_grid_with_nested_hyperopt_choices_evaluates_only_active_parameters() 
             "weights": hp.choice("weights", ["uniform", "distance"]), "p": hp.quniform("p", 1, 2, 1)}
     search = GridSearchCV(KNeighborsClassifier(), grid, cv=CV).fit(X, Y)
     assert len(search.cv_results_["params"]) == 8
-    assert {tuple(sorted(p.items())) for p in search.cv_results_["params"]} == {
-        (("n_neighbors", k), ("p", p), ("weights", w)) for k in (1, 7) for w in ("uniform", "distance") for p in (1.0, 2.0)}
+    expected = {(("n_neighbors", k), ("p", p), ("weights", w))
+                for k in (1, 7) for w in ("uniform", "distance") for p in (1.0, 2.0)}
+    assert {tuple(sorted(p.items())) for p in search.cv_results_["params"]} == expected
     assert search.trials_[0]["misc"]["vals"] == {"n_neighbors": [0], "p": [1.0], "weights": [0]}
 
 
