@@ -13,11 +13,15 @@ The values are those hyperopt itself can draw: a q-distribution's value is
 yields 4.0 (its ends 3 and 5 round to 4 under numpy's half-to-even rounding).
 Points come in a stable order: the space's labels in hyperopt's order (dict
 keys sorted), the last label varying fastest, a choice's options in order.
+
+``GridSearch`` queues the points into a trial store behind ``Search``'s
+interface (``top_up``), skipping points already stored, for ``--algo grid``.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +30,10 @@ import numpy as np
 from hyperopt.pyll import Apply, as_apply, dfs
 
 from optimizer.errors import CaviarError
+from optimizer.search import concrete_params
+from optimizer.store import DONE, NEW, RUNNING, TrialStore, vals_key
+
+log = logging.getLogger(__name__)
 
 Assignment = dict[str, Any]
 # hyperopt's misc "cmd" of a trial proposed for an fmin-style domain.
@@ -135,3 +143,58 @@ def grid_misc(vals: dict[str, list[Any]], tid: int) -> dict[str, Any]:
         "idxs": {label: [tid] if v else [] for label, v in vals.items()},
         "vals": {label: list(v) for label, v in vals.items()},
     }
+
+
+def grid_doc(tid: int, vals: dict[str, list[Any]], params: Any) -> dict[str, Any]:
+    """A NEW trial document of a grid point, in hyperopt's layout plus its concrete ``params``."""
+    return {
+        "tid": tid, "spec": None, "result": {"status": "new"}, "misc": grid_misc(vals, tid), "params": params,
+        "state": NEW, "owner": None, "book_time": None, "refresh_time": None, "version": 0,
+    }
+
+
+class GridSearch:
+    """Queues every point of a space into a store: ``Search``'s interface (``top_up``), exhaustively.
+
+    Points already in the store (any state) are skipped, so a resumed or
+    restarted master goes on where the queue stopped, and several masters
+    never queue a point twice. ``max_evals`` caps the number of trials (the
+    whole grid by default); ``exhausted`` turns True once every point is queued.
+    """
+
+    def __init__(self, store: TrialStore, space: Any, max_evals: int | None = None):
+        self.store, self.space = store, space
+        self.size = grid_size(space)
+        self.max_evals = self.size if max_evals is None else min(max_evals, self.size)
+        if self.max_evals < 1:
+            raise CaviarError(f"max-evals must be at least 1, not {max_evals}")
+        self._points = grid_points(space)
+        self.exhausted = False
+
+    def remaining(self, counts: dict[int, int]) -> int:
+        """Trials still to queue before the experiment holds ``max_evals``."""
+        return self.max_evals - sum(counts.get(s, 0) for s in (NEW, RUNNING, DONE))
+
+    def top_up(self, queued_target: int, counts: dict[int, int] | None = None,
+               docs: list[dict[str, Any]] | None = None) -> int:
+        """Queue the next grid points until ``queued_target`` wait in the queue (never past max_evals)."""
+        counts = self.store.count_by_state() if counts is None else counts
+        wanted = min(queued_target - counts.get(NEW, 0), self.remaining(counts))
+        if wanted <= 0 or self.exhausted:
+            return 0
+        docs = self.store.trial_docs() if docs is None else docs
+        seen = {vals_key(d["misc"]) for d in docs}
+        new_docs: list[dict[str, Any]] = []
+        while len(new_docs) < wanted:
+            vals = next(self._points, None)
+            if vals is None:
+                self.exhausted = True
+                log.info("every point of the grid is queued")
+                break
+            if vals_key({"vals": vals}) in seen:
+                continue
+            [tid] = self.store.new_tids(1)
+            new_docs.append(grid_doc(tid, vals, concrete_params(self.space, grid_misc(vals, tid))))
+        if new_docs:
+            self.store.enqueue(new_docs)
+        return len(new_docs)

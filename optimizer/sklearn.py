@@ -61,11 +61,11 @@ from sklearn.utils.validation import _check_method_params
 
 from optimizer.cv import cross_validate, cv_results
 from optimizer.errors import CaviarError
-from optimizer.grid import grid_misc, grid_points
+from optimizer.grid import grid_doc, grid_points
 from optimizer.imports import import_attr
 from optimizer.local import LocalStore
 from optimizer.search import ALGORITHMS, Search
-from optimizer.store import NEW, TrialStore
+from optimizer.store import TrialStore
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +208,7 @@ def run_trials(store: TrialStore, executor: InProcess | Processes, slots: int, s
 
 def enqueue_candidates(store: TrialStore, candidates: Iterable[tuple[dict[str, list[Any]], dict[str, Any]]]) -> int:
     """Queue fixed candidates, given as (hyperopt ``vals``, params), as trials in hyperopt's layout."""
-    docs = []
-    for vals, params in candidates:
-        [tid] = store.new_tids(1)
-        docs.append({
-            "tid": tid, "spec": None, "result": {"status": "new"}, "misc": grid_misc(vals, tid), "params": params,
-            "state": NEW, "owner": None, "book_time": None, "refresh_time": None, "version": 0,
-        })
+    docs = [grid_doc(store.new_tids(1)[0], vals, params) for vals, params in candidates]
     store.enqueue(docs)
     return len(docs)
 

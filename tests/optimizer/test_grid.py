@@ -7,7 +7,8 @@ import pytest
 from hyperopt import Trials, fmin, hp, rand, space_eval
 
 from optimizer.errors import CaviarError
-from optimizer.grid import grid_misc, grid_points, grid_size
+from optimizer.grid import GridSearch, grid_misc, grid_points, grid_size
+from optimizer.local import LocalStore
 from optimizer.store import vals_key
 
 NESTED = {
@@ -78,3 +79,27 @@ def test_a_continuous_distribution_is_refused_with_its_label(dist: object) -> No
         list(grid_points(space))
     with pytest.raises(CaviarError, match="'lr'"):
         grid_size(space)
+
+
+def test_grid_search_queues_each_point_once_and_a_restart_skips_the_stored_ones() -> None:
+    space = {"a": hp.choice("a", [1, 2, 3]), "b": hp.choice("b", [None, hp.quniform("c", 1, 2, 1)])}
+    store = LocalStore()
+    search = GridSearch(store, space)
+    assert (search.size, search.top_up(4), search.top_up(4)) == (9, 4, 0)
+    for _ in range(2):
+        doc = store.claim("worker")
+        store.finish(doc["tid"], "worker", {"status": "ok", "loss": 0.0})
+    restarted = LocalStore(docs=store.trial_docs())  # a restart keeps the finished trials only
+    resumed = GridSearch(restarted, space)
+    assert resumed.top_up(100) == 7 and resumed.remaining(restarted.count_by_state()) == 0
+    docs = restarted.trial_docs()
+    assert sorted(vals_key(d["misc"]) for d in docs) == sorted(vals_key({"vals": p}) for p in grid_points(space))
+    assert all(d["params"] == space_eval(space, {k: v[0] for k, v in d["misc"]["vals"].items() if v}) for d in docs)
+    assert all(d["misc"]["idxs"]["c"] == ([d["tid"]] if d["misc"]["vals"]["c"] else []) for d in docs)
+
+
+def test_grid_search_stops_at_max_evals() -> None:
+    search = GridSearch(LocalStore(), {"a": hp.choice("a", list(range(10)))}, max_evals=3)
+    assert search.top_up(100) == 3 and not search.exhausted and search.top_up(100) == 0
+    with pytest.raises(CaviarError, match="max-evals must be at least 1, not 0"):
+        GridSearch(LocalStore(), {"a": hp.choice("a", [1])}, max_evals=0)
