@@ -1,0 +1,248 @@
+"""The classic Keras tuning examples as built-in search spaces with their objectives.
+
+Users of scikit-learn's ``GridSearchCV`` around Keras MLPs, or of hyperopt's
+``fmin`` around a small Fashion-MNIST CNN, find their setups here unchanged,
+to run as Caviar searches::
+
+    python -m optimizer --algo grid --space neural_net.classic:MLP1_SPACE --objective neural_net.classic:mlp1
+    python -m optimizer --algo grid --space neural_net.classic:MLP2_SPACE --objective neural_net.classic:mlp2
+    python -m optimizer --algo tpe  --space neural_net.classic:CNN_SPACE  --objective neural_net.classic:cnn
+
+| pair | data (default) | space |
+|---|---|---|
+| ``MLP1_SPACE``/``mlp1`` | MNIST | one hidden layer: ``nodes`` x ``lr`` (15 points), RMSprop, 15 epochs, batches of 64 |
+| ``MLP2_SPACE``/``mlp2`` | MNIST | two hidden layers and dropout, ``batch_size`` and ``epochs`` searched (432 points), Adam |
+| ``CNN_SPACE``/``cnn`` | Fashion-MNIST | two conv+pool blocks, dense, dropout; TPE space (``learning_rate`` is continuous) |
+
+Settings are those of ``neural_net.settings`` (``HKS_DATA_PATH``,
+``DATASET_SIZE``, ``HKS_SEED``...), read at each call, with these
+differences, so that each example runs as it was published:
+
+- ``HKS_DATASET`` unset means the pair's data set above (not CIFAR-100);
+- the CNN holds out 20% of the training images unless ``HKS_VALIDATION_SPLIT`` is set;
+- epochs are the space's (``epochs`` of each point); ``HKS_EPOCHS``, when set, caps them for quick runs;
+- ``HKS_CV=K`` (K >= 2) scores a point by stratified K-fold cross-validation
+  over all training images (train and validation split together) instead of
+  the validation split, with ``optimizer.cv.cross_validate``; the result keeps
+  each fold's accuracy, history and fit time.
+
+A trial's loss is minus the accuracy of the final model on the held-out
+images (on average over the folds with ``HKS_CV``), as scikit-learn scores a
+fit. The test split is never read.
+
+Keras 3 only (numpy arrays, no TensorFlow API), so the models train on the
+TensorFlow, JAX and PyTorch backends alike. ``MLP1Classifier`` is the
+one-hidden-layer model as a scikit-learn classifier, for ``GridSearchCV``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+import numpy as np
+from hyperopt import hp
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from neural_net import datasets
+from neural_net.settings import Settings
+from optimizer.cv import cross_validate
+from optimizer.errors import CaviarError
+from optimizer.objective import to_plain
+from optimizer.store import STATUS_OK
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[[Mapping[str, Any], tuple[int, ...], int], keras.Model]
+EVAL_BATCH_SIZE = 256
+
+MLP1_SPACE: dict[str, Any] = {
+    "nodes": hp.choice("nodes", [32, 64, 128, 256, 512]),
+    "lr": hp.choice("lr", [0.001, 0.002, 0.003]),
+    "epochs": 15,
+    "batch_size": 64,
+}
+MLP2_SPACE: dict[str, Any] = {
+    "hidden_layer_one": hp.choice("hidden_layer_one", [256, 512, 784]),
+    "hidden_layer_two": hp.choice("hidden_layer_two", [128, 256, 512]),
+    "dropout": hp.choice("dropout", [0.3, 0.4, 0.5]),
+    "batch_size": hp.choice("batch_size", [4, 8, 16, 32]),
+    "epochs": hp.choice("epochs", [10, 20, 30, 40]),
+}
+# hyperopt rounds quniform(3, 5, 2) to 4 only, as in the original example.
+CNN_SPACE: dict[str, Any] = {
+    "first_conv": hp.choice("first_conv", [32, 64]),
+    "second_conv": hp.choice("second_conv", [32, 64, 128]),
+    "kernel": hp.quniform("kernel", 3, 5, 2),
+    "pool": hp.quniform("pool", 2, 3, 1),
+    "dropout": hp.quniform("dropout", 0.3, 0.7, 0.1),
+    "learning_rate": hp.loguniform("learning_rate", -5, 0),
+    "dense_1": hp.choice("dense_1", [64, 128, 256]),
+    "optimizer": hp.choice("optimizer", ["Adadelta", "Adam"]),
+    "epochs": 15,
+    "batch_size": 128,
+}
+
+
+def build_mlp1(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+    """Flatten, one ReLU hidden layer of ``nodes``, softmax; RMSprop at ``lr``."""
+    model = keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Flatten(),
+        keras.layers.Dense(int(params["nodes"]), activation="relu"),
+        keras.layers.Dense(n_classes, activation="softmax"),
+    ])
+    return _compiled(model, keras.optimizers.RMSprop(float(params["lr"])))
+
+
+def build_mlp2(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+    """Flatten, two ReLU hidden layers each followed by dropout, softmax; Adam."""
+    dropout = float(params["dropout"])
+    model = keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Flatten(),
+        keras.layers.Dense(int(params["hidden_layer_one"]), activation="relu"),
+        keras.layers.Dropout(dropout),
+        keras.layers.Dense(int(params["hidden_layer_two"]), activation="relu"),
+        keras.layers.Dropout(dropout),
+        keras.layers.Dense(n_classes, activation="softmax"),
+    ])
+    return _compiled(model, keras.optimizers.Adam())
+
+
+def build_cnn(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+    """Two conv+max-pool blocks, a ReLU dense layer, dropout, softmax; Adadelta or Adam.
+
+    The convolutions pad ("same"), so that every kernel and pool size of the space fits 28x28 images.
+    """
+    kernel, pool = int(params["kernel"]), int(params["pool"])
+    model = keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Conv2D(int(params["first_conv"]), kernel, activation="relu", padding="same"),
+        keras.layers.MaxPooling2D(pool),
+        keras.layers.Conv2D(int(params["second_conv"]), kernel, activation="relu", padding="same"),
+        keras.layers.MaxPooling2D(pool),
+        keras.layers.Flatten(),
+        keras.layers.Dense(int(params["dense_1"]), activation="relu"),
+        keras.layers.Dropout(float(params["dropout"])),
+        keras.layers.Dense(n_classes, activation="softmax"),
+    ])
+    optimizers = {"Adadelta": keras.optimizers.Adadelta, "Adam": keras.optimizers.Adam}
+    if params["optimizer"] not in optimizers:
+        raise ValueError(f"optimizer {params['optimizer']!r} is not one of {', '.join(optimizers)}")
+    return _compiled(model, optimizers[params["optimizer"]](float(params["learning_rate"])))
+
+
+def _compiled(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit_and_score(build: Builder, params: Mapping[str, Any], train: tuple[np.ndarray, np.ndarray],
+                  test: tuple[np.ndarray, np.ndarray], n_classes: int, epochs: int, seed: int) -> dict[str, Any]:
+    """Train a fresh model of ``params`` on ``train``; its accuracy on ``test``, history and fit time."""
+    keras.backend.clear_session()  # the previous fit's graphs would pile up across trials
+    keras.utils.set_random_seed(seed)
+    (x, y), (x_test, y_test) = train, test
+    model = build(params, tuple(x.shape[1:]), n_classes)
+    start = time.perf_counter()
+    history = model.fit(x, y, batch_size=int(params["batch_size"]), epochs=epochs, shuffle=True, verbose=0)
+    fit_time = time.perf_counter() - start
+    _, accuracy = model.evaluate(x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    return {"score": float(accuracy), "history": to_plain(history.history), "fit_time": fit_time}
+
+
+def cv_folds(environ: Mapping[str, str] | None = None) -> int:
+    """``HKS_CV``: the number of cross-validation folds, 0 (unset) for the validation split."""
+    raw = (os.environ if environ is None else environ).get("HKS_CV", "").strip()
+    try:
+        k = int(raw or 0)
+    except ValueError:
+        raise CaviarError(f"HKS_CV must be an integer number of folds, got {raw!r}") from None
+    if k == 1 or k < 0:
+        raise CaviarError(f"HKS_CV must be 0 (off) or at least 2 folds, got {k}")
+    return k
+
+
+def settings_for(dataset: str, validation_split: float | None = None,
+                 environ: Mapping[str, str] | None = None) -> Settings:
+    """``Settings.from_env`` with this pair's data set (and validation split) where the variable is unset."""
+    env = os.environ if environ is None else environ
+    settings = Settings.from_env(env)
+    if not env.get("HKS_DATASET", "").strip():
+        settings = dataclasses.replace(settings, dataset=dataset)
+    if validation_split is not None and not env.get("HKS_VALIDATION_SPLIT", "").strip():
+        settings = dataclasses.replace(settings, validation_split=validation_split)
+    return settings
+
+
+def run(build: Builder, params: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """One trial: score ``params`` on the validation split, or by cross-validation with ``HKS_CV``."""
+    data = datasets.load(settings)
+    epochs = int(params["epochs"])
+    if os.environ.get("HKS_EPOCHS", "").strip():
+        epochs = min(epochs, settings.epochs)
+    k = cv_folds()
+    common = {"space": to_plain(dict(params)), "dataset": data.spec.name, "epochs": epochs}
+    if k:
+        x = np.concatenate([data.train.x, data.validation.x])
+        y = np.concatenate([data.train.fine, data.validation.fine])
+        log.info("%d-fold cross-validation of %s on %d %s images, %d epochs",
+                 k, params, len(y), data.spec.title, epochs)
+        result = cross_validate(
+            lambda train, test: fit_and_score(build, params, (x[train], y[train]), (x[test], y[test]),
+                                              data.n_fine, epochs, settings.seed),
+            y, k=k, seed=settings.seed,
+        )
+        return result | common | {"accuracy": result["mean_test_score"], "folds": k}
+    log.info("training %s on %d %s images, %d epochs", params, len(data.train), data.spec.title, epochs)
+    fold = fit_and_score(build, params, (data.train.x, data.train.fine), (data.validation.x, data.validation.fine),
+                         data.n_fine, epochs, settings.seed)
+    return {"loss": -fold["score"], "status": STATUS_OK, "accuracy": fold["score"], "history": fold["history"],
+            "fit_time": fold["fit_time"], **common}
+
+
+def mlp1(params: dict[str, Any]) -> dict[str, Any]:
+    """Objective of ``MLP1_SPACE``: the one-hidden-layer MLP on MNIST."""
+    return run(build_mlp1, params, settings_for("mnist"))
+
+
+def mlp2(params: dict[str, Any]) -> dict[str, Any]:
+    """Objective of ``MLP2_SPACE``: the two-hidden-layer MLP on MNIST."""
+    return run(build_mlp2, params, settings_for("mnist"))
+
+
+def cnn(params: dict[str, Any]) -> dict[str, Any]:
+    """Objective of ``CNN_SPACE``: the CNN on Fashion-MNIST, 20% of the training images held out."""
+    return run(build_cnn, params, settings_for("fashion_mnist", validation_split=0.2))
+
+
+class MLP1Classifier(ClassifierMixin, BaseEstimator):
+    """The one-hidden-layer MLP as a scikit-learn classifier, for ``GridSearchCV`` (theirs or ours).
+
+    Takes (n_samples, n_features) arrays and any class labels; picklable
+    before fitting, so scikit-learn's and Caviar's process pools can send it.
+    """
+
+    def __init__(self, nodes: int = 64, lr: float = 0.001, epochs: int = 15, batch_size: int = 64, seed: int = 0):
+        self.nodes, self.lr, self.epochs, self.batch_size, self.seed = nodes, lr, epochs, batch_size, seed
+
+    def fit(self, X: Any, y: Any) -> MLP1Classifier:
+        x = np.asarray(X, dtype=np.float32)
+        self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
+        self.n_features_in_ = x.shape[1]
+        keras.utils.set_random_seed(self.seed)
+        self.model_ = build_mlp1({"nodes": self.nodes, "lr": self.lr}, tuple(x.shape[1:]), len(self.classes_))
+        self.model_.fit(x, codes, batch_size=self.batch_size, epochs=self.epochs, shuffle=True, verbose=0)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict(np.asarray(X, dtype=np.float32), batch_size=EVAL_BATCH_SIZE, verbose=0))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
