@@ -23,7 +23,7 @@ differences, so that each example runs as it was published:
 - epochs are the space's (``epochs`` of each point); ``HKS_EPOCHS``, when set, caps them for quick runs;
 - ``HKS_CV=K`` (K >= 2) scores a point by stratified K-fold cross-validation
   over all training images (train and validation split together) instead of
-  the validation split, with ``optimizer.cv.cross_validate``; the result keeps
+  the validation split, with ``caviar.cv.cross_validate``; the result keeps
   each fold's accuracy, history and fit time.
 
 A trial's loss is minus the accuracy of the final model on the held-out
@@ -51,10 +51,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from neural_net import datasets
 from neural_net.settings import Settings
-from optimizer.cv import cross_validate
-from optimizer.errors import CaviarError
-from optimizer.objective import to_plain
-from optimizer.store import STATUS_OK
+from caviar.cv import cross_validate
+from caviar.errors import CaviarError
+from caviar.objective import STATUS_OK, to_plain
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,8 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
                  "and returns a loss or a result dict")
     p.env_option("--space", "HKS_SPACE", family.space if family else None,
                  help="hyperopt space as module:attribute (default: the model family's)")
-    p.env_option("--algo", "HKS_ALGO", "tpe", choices=["tpe", "random", "anneal"], help="search algorithm")
+    p.env_option("--algo", "HKS_ALGO", "tpe", choices=["tpe", "random", "anneal", "grid"],
+                 help="search algorithm; grid: every point of a space of choices and finite q-steps, in order")
     p.env_option("--max-evals", "HKS_MAX_EVALS", 50, positive_int,
                  help="total finished trials (ok or failed) the experiment should hold")
     p.env_option("--seed", "HKS_SEED", 0, non_negative_int,
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     from caviar.output.progress import Progress
     from caviar.output.results import ResultsDir
     from caviar.output.tracking import make_trackers
+    from optimizer.grid import GridSearch
     from optimizer.master import Recorder, finalize, run_distributed, run_embedded
     from optimizer.search import Search
 
@@ -122,16 +124,21 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
         store = LocalStore("local", docs, artifact_dir=args.results_dir)
         if docs:
             log.info("resuming: %d finished trials in %s", len(docs), args.results_dir)
-    search = Search(store, space, args.algo, args.max_evals, args.seed)
+    if args.algo == "grid":
+        search: Search | GridSearch = GridSearch(store, space, args.max_evals)
+        log.info("grid of %d points: %d trials to hold (--max-evals %d)", search.size, search.max_evals,
+                 args.max_evals)
+    else:
+        search = Search(store, space, args.algo, args.max_evals, args.seed)
     done = store.count_by_state().get(DONE, 0)
-    with Progress(args.max_evals) as progress:
+    with Progress(search.max_evals) as progress:
         trackers = make_trackers(args.results_dir, args.exp_key, args.mlflow,
                                  family.draw if family.diagrams else None, args.tensorboard)
         recorder = Recorder(store, results, progress, family, trackers)
         try:
-            if done >= args.max_evals:
+            if done >= search.max_evals:
                 log.info("the experiment already holds %d finished trials (max-evals %d): nothing to do",
-                         done, args.max_evals)
+                         done, search.max_evals)
                 recorder.observe(store.count_by_state())  # a master killed after the last trial mirrors now
             else:
                 if family.demo_params is not None and args.space == family.space:

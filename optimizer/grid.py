@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 from hyperopt.pyll import Apply, as_apply, dfs
 
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 from optimizer.search import concrete_params
-from optimizer.store import DONE, NEW, RUNNING, TrialStore, vals_key
+from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 

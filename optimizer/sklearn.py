@@ -59,13 +59,13 @@ from sklearn.utils import check_random_state, indexable
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params
 
-from optimizer.cv import cross_validate, cv_results
-from optimizer.errors import CaviarError
+from caviar.cv import cross_validate, cv_results
+from caviar.errors import CaviarError
 from optimizer.grid import grid_doc, grid_points
-from optimizer.imports import import_attr
-from optimizer.local import LocalStore
+from caviar.imports import import_attr
+from caviar.store.local import LocalStore
 from optimizer.search import ALGORITHMS, Search
-from optimizer.store import TrialStore
+from caviar.store import TrialStore
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class _CaviarSearchCV(BaseSearchCV):
         self.best_params_ = results["params"][self.best_index_]
 
     def _cv_results(self, docs: list[dict[str, Any]]) -> dict[str, Any]:
-        """``optimizer.cv.cv_results`` in scikit-learn's array types, with its score times and train scores."""
+        """``caviar.cv.cv_results`` in scikit-learn's array types, with its score times and train scores."""
         table = cv_results(docs)
         results: dict[str, Any] = {}
         for name in ("mean_fit_time", "std_fit_time"):

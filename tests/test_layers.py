@@ -20,13 +20,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("caviar.imports", "caviar.config"),
     ("caviar.objective", "caviar.family"),
     ("caviar.store",),
-    ("caviar.runner",),
+    ("caviar.cv", "caviar.runner"),
     ("caviar.output",),
     ("neural_net", "worker"),
     ("optimizer",),
 )
 # What a model family may use of Caviar: the public contract, nothing of the machinery.
-PLUGIN_CONTRACT = {"caviar", "caviar.errors", "caviar.config", "caviar.objective", "caviar.family"}
+PLUGIN_CONTRACT = {"caviar", "caviar.errors", "caviar.config", "caviar.objective", "caviar.family", "caviar.cv"}
 
 
 def module_name(path: Path) -> str:

@@ -10,9 +10,9 @@ from hyperopt import space_eval
 from hyperopt.pyll import stochastic
 
 from neural_net import classic
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 from optimizer.grid import grid_points, grid_size
-from optimizer.objective import evaluate
+from caviar.objective import evaluate
 
 PAIRS = {
     "mlp1": (classic.MLP1_SPACE, classic.mlp1, "mnist"),

@@ -27,6 +27,15 @@ def objective(params):
     if params["x"] > 4.0:
         raise ValueError("x too large for this model")
     return {"loss": (params["x"] - 1) ** 2, "status": "ok", "model_name": params["model"]["kind"]}
+
+GRID = {
+    "units": hp.choice("units", [8, 16, 32]),
+    "model": hp.choice("model", [None, {"depth": hp.quniform("depth", 1, 3, 1)}]),
+}
+
+def grid_objective(params):
+    depth = params["model"]["depth"] if params["model"] else 0
+    return params["units"] / 10 + depth
 '''
 
 
@@ -117,9 +126,9 @@ def one_error_line(result):
     [
         (["--max-evals", "0"], {}, 2, "argument --max-evals: invalid a positive integer value: '0'"),
         ([], {"HKS_MAX_EVALS": "many"}, 2, "HKS_MAX_EVALS='many' is not a positive integer"),
-        ([], {"HKS_ALGO": "grid"}, 2, "HKS_ALGO='grid' is not one of tpe, random, anneal"),
+        ([], {"HKS_ALGO": "bayes"}, 2, "HKS_ALGO='bayes' is not one of tpe, random, anneal"),
         (["--objective", "neural_net:CNN"], {"HKS_DATASET": "svhn"}, 2, "HKS_DATASET='svhn' is not one of cifar100"),
-        (["--algo", "grid"], {}, 2, "invalid choice: 'grid'"),
+        (["--algo", "bayes"], {}, 2, "invalid choice: 'bayes'"),
         (["--lease-seconds", "-1"], {}, 2, "--lease-seconds"),
         (["--bogus"], {}, 2, "unrecognized arguments: --bogus"),
         (["--space", "nomodule_here:SPACE"], {}, 1, "error: cannot import module 'nomodule_here'"),
@@ -168,3 +177,25 @@ def test_unwritable_paths_are_one_clear_line(project):
                             cwd=project, env=env_for(project), capture_output=True, text=True, timeout=120)
     assert one_error_line(export).startswith("error: ")
     assert len(finished_trials(project)) == 2
+
+
+def test_grid_runs_every_point_once_then_resumes_with_nothing_to_do(project):
+    grid = ["--space", "usermod:GRID", "--objective", "usermod:grid_objective", "--algo", "grid"]
+    first = run(project, *grid, "--max-evals", "2")
+    assert first.returncode == 0, first.stderr
+    assert "grid of 12 points: 2 trials to hold" in first.stderr
+    second = run(project, *grid, "--max-evals", "100")
+    assert second.returncode == 0, second.stderr
+    assert "grid of 12 points: 12 trials to hold" in second.stderr
+    points = {(t["params"]["units"], (t["params"]["model"] or {}).get("depth")) for t in finished_trials(project)}
+    assert points == {(u, d) for u in (8, 16, 32) for d in (None, 1.0, 2.0, 3.0)}
+    third = run(project, *grid, "--max-evals", "100")
+    assert "nothing to do" in third.stderr and len(finished_trials(project)) == 12
+
+
+def test_grid_refuses_a_continuous_space_in_one_line(project):
+    result = run(project, "--algo", "grid", "--max-evals", "3")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if line.startswith("error: grid search cannot enumerate 'x'")
+    ]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hyperopt import Trials, fmin, hp, rand, space_eval
 
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 from optimizer.grid import GridSearch, grid_misc, grid_points, grid_size
-from optimizer.local import LocalStore
-from optimizer.store import vals_key
+from caviar.store.local import LocalStore
+from caviar.store import vals_key
 
 NESTED = {
     "model": hp.choice("model", [

@@ -13,9 +13,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import check_estimator
 
-from optimizer.errors import CaviarError
+from caviar.errors import CaviarError
 from optimizer.sklearn import GridSearchCV, RandomizedSearchCV
-from optimizer.store import DONE
+from caviar.store import DONE
 
 X, Y = load_iris(return_X_y=True)
 CV = StratifiedKFold(3, shuffle=True, random_state=0)

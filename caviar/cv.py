@@ -30,9 +30,9 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.model_selection import StratifiedKFold
 
-from optimizer.errors import CaviarError
-from optimizer.objective import flatten_params
-from optimizer.store import DONE, STATUS_FAIL, STATUS_OK
+from caviar.errors import CaviarError
+from caviar.objective import STATUS_FAIL, STATUS_OK, flatten_params
+from caviar.store import DONE
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,10 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from optimizer.cv import cross_validate, cv_results, rank_scores, stratified_folds, write_cv_results
-from optimizer.errors import CaviarError
-from optimizer.store import DONE, STATUS_FAIL
+from caviar.cv import cross_validate, cv_results, rank_scores, stratified_folds, write_cv_results
+from caviar.errors import CaviarError
+from caviar.objective import STATUS_FAIL
+from caviar.store import DONE
 
 X, Y = load_iris(return_X_y=True)
 
