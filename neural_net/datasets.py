@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from neural_net.settings import Settings
 from optimizer.errors import CaviarError
@@ -232,6 +231,8 @@ def keras_cache() -> Path:
 
 def download(url: str, target: Path) -> None:
     """Fetch ``url`` into ``target`` with a progress bar; an interrupted download leaves no ``target``."""
+    from tqdm import tqdm  # only here: training needs no tqdm (bench/gpu.py runs without)
+
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     log.info("downloading %s to %s", url, target)

@@ -36,15 +36,17 @@ import shutil
 import sysconfig
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
-import pydot
 from keras import KerasTensor
 
 from neural_net.datasets import dataset_spec
 from neural_net.settings import Settings
 from optimizer.errors import CaviarError
+
+if TYPE_CHECKING:  # Keras imports pydot when it draws: training needs no pydot (bench/gpu.py runs without)
+    import pydot
 
 log = logging.getLogger(__name__)
 

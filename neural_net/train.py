@@ -12,8 +12,9 @@ final best model (``objective.evaluate_best``) exactly as a user would:
 ``predict`` on the raw test images. ``objective.draw`` is ``model.plot``,
 which the master uses for model_demo.png and model_best.png.
 
-Batches come from ``Batches``, a ``keras.utils.PyDataset`` of numpy arrays,
-so training needs no TensorFlow and runs under every Keras backend.
+Batches come from ``neural_net.batches.Batches``, a ``keras.utils.PyDataset``
+of numpy arrays, so training needs no TensorFlow and runs under every Keras
+backend.
 """
 
 from __future__ import annotations
@@ -34,45 +35,15 @@ import numpy as np
 from hyperopt import STATUS_FAIL, STATUS_OK
 
 from neural_net import datasets
-from neural_net.datasets import Data, Split
-from neural_net.model import COARSE_HEAD, FINE_HEAD, build_model, head_names, inference_model, plot
+from neural_net.batches import Batches
+from neural_net.datasets import Data
+from neural_net.model import FINE_HEAD, build_model, head_names, inference_model, plot
 from neural_net.settings import Settings
 from optimizer.objective import ARTIFACTS_KEY, to_plain
 
 log = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 256
-
-
-class Batches(keras.utils.PyDataset):
-    """Batches of (uint8 images, {head: labels}) of ``split``, in order, or shuffled anew each epoch from ``seed``.
-
-    The same seed gives the same orders epoch after epoch, on every backend.
-    """
-
-    def __init__(self, split: Split, batch_size: int, seed: int | None = None) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.split, self.batch_size = split, batch_size
-        self._rng = None if seed is None else np.random.default_rng(seed)
-        self.order = np.arange(len(split))
-        self.on_epoch_end()
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.split) / self.batch_size)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        labels = {FINE_HEAD: self.split.fine[rows]}
-        if self.split.coarse is not None:
-            labels[COARSE_HEAD] = self.split.coarse[rows]
-        return self.split.x[rows], labels
-
-    def on_epoch_end(self) -> None:
-        """Draw the next epoch's order (Keras calls this after each epoch)."""
-        if self._rng is not None:
-            self.order = self._rng.permutation(len(self.split))
 
 
 def _fresh_session() -> None:

@@ -17,7 +17,8 @@ from neural_net import datasets
 from neural_net.settings import Settings
 from neural_net.model import plot
 from neural_net.datasets import Split
-from neural_net.train import Batches, evaluate_test, objective, prediction_scores
+from neural_net.batches import Batches
+from neural_net.train import evaluate_test, objective, prediction_scores
 from optimizer.errors import CaviarError
 from optimizer.objective import evaluate, to_plain
 from optimizer.space import DEMO_PARAMS
