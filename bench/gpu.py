@@ -107,9 +107,9 @@ def train(name: str, precision: str, images: int, epochs: int, quick: bool, barr
     import keras
     import numpy as np
 
+    from neural_net.batches import Batches
     from neural_net.datasets import Split
     from neural_net.model import build_model
-    from neural_net.batches import Batches
 
     params = {**MODELS[name], **(QUICK_CHANGES if quick else {})}
     rng = np.random.default_rng(0)

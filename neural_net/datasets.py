@@ -231,7 +231,8 @@ def keras_cache() -> Path:
 
 def download(url: str, target: Path) -> None:
     """Fetch ``url`` into ``target`` with a progress bar; an interrupted download leaves no ``target``."""
-    from tqdm import tqdm  # only here: training needs no tqdm (bench/gpu.py runs without)
+    # Imported here only: training needs no tqdm (bench/gpu.py runs without).
+    from tqdm import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")

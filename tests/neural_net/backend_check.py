@@ -17,9 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from neural_net.batches import Batches
 from neural_net.datasets import Split
 from neural_net.model import build_model, gpu_capabilities, inference_model, precision_policy
-from neural_net.batches import Batches
 from neural_net.train import prediction_scores
 from tests.neural_net.test_nn_model import TINY
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _jax(folder: Path) -> dict[str, Any]:
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-m", "tests.neural_net.backend_check", str(folder)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

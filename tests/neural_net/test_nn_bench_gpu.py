@@ -25,7 +25,7 @@ def test_quick_bench_under_jax_reports_every_measure(tmp_path: Path) -> None:
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run(
         [sys.executable, "-m", "bench.gpu", "--quick", "--models", "demo", "--concurrency", "1", "2", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -14,10 +14,10 @@ import pytest
 from hyperopt import STATUS_FAIL, STATUS_OK
 
 from neural_net import datasets
-from neural_net.settings import Settings
-from neural_net.model import plot
-from neural_net.datasets import Split
 from neural_net.batches import Batches
+from neural_net.datasets import Split
+from neural_net.model import plot
+from neural_net.settings import Settings
 from neural_net.train import evaluate_test, objective, prediction_scores
 from optimizer.errors import CaviarError
 from optimizer.objective import evaluate, to_plain
