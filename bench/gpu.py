@@ -42,6 +42,7 @@ compilation), which ``tests/neural_net/test_nn_bench_gpu.py`` runs.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -81,6 +82,7 @@ QUICK_CHANGES = {"nb_conv_pool_layers": 1, "residual": 1, "conv_hiddn_units_mult
                  "one_more_fc": None, "batch_size": 16}
 QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 SHAPE, N_FINE, N_COARSE = (32, 32, 3), 100, 20
+BARRIER_TIMEOUT_S = 600  # a peer that died while compiling must not hang the others
 
 
 def forward_flops(model: Any) -> int:
@@ -117,7 +119,7 @@ def train(name: str, precision: str, images: int, epochs: int, quick: bool, barr
                   rng.integers(0, N_COARSE, images))
     keras.utils.set_random_seed(0)
     model = build_model(params, SHAPE, N_FINE, N_COARSE, precision=precision)
-    ends: list[float] = []  # of each epoch, the first one's after the barrier
+    ends: list[float] = []  # each epoch's end, and the end of the wait at the barrier
 
     class Clock(keras.callbacks.Callback):
         """Epoch ends (the metrics are fetched there, so the device has finished), and the barrier."""
@@ -126,14 +128,17 @@ def train(name: str, precision: str, images: int, epochs: int, quick: bool, barr
             ends.append(time.perf_counter())
             if barrier is not None and epoch == 0:
                 (barrier / str(os.getpid())).touch()
-                while len(list(barrier.iterdir())) < trials:
+                deadline = time.monotonic() + BARRIER_TIMEOUT_S
+                while (ready := len(list(barrier.iterdir()))) < trials:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"only {ready} of {trials} trials compiled in {BARRIER_TIMEOUT_S} s")
                     time.sleep(0.05)
                 ends.append(time.perf_counter())
 
     start = time.perf_counter()
     model.fit(Batches(split, int(params["batch_size"]), seed=0), epochs=epochs, verbose=0, callbacks=[Clock()])
     first = ends[0] - start
-    steady = statistics.median(b - a for a, b in zip(ends[-(epochs - 1) - 1:], ends[-(epochs - 1):]))
+    steady = statistics.median(b - a for a, b in itertools.pairwise(ends[-epochs:]))  # epochs 2.., barrier excluded
     return {
         "model": name, "precision": precision, "images": images, "batch_size": int(params["batch_size"]),
         "parameters": int(model.count_params()), "forward_flops_per_image": forward_flops(model),
