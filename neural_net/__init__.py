@@ -4,10 +4,14 @@
 - ``neural_net.settings``: the family's settings, read from the environment;
 - ``neural_net.space``: the searched architecture space and the demo point;
 - ``neural_net.datasets``: the data sets, read from their official files;
-- ``neural_net.model``: the Keras model of one point of ``neural_net.space.CIFAR_SPACE``;
-- ``neural_net.train``: ``objective`` (the search's default) and ``evaluate_test``.
+- ``neural_net.model``: the Keras model of one point of ``neural_net.space.CIFAR_SPACE``, its
+  inference model (raw uint8 images in, fine class probabilities out) and its diagram;
+- ``neural_net.batches``: the training batches, numpy arrays through a Keras ``PyDataset``;
+- ``neural_net.train``: ``objective`` (what ``CNN`` trains) and ``evaluate_test``;
+- ``neural_net.classic``: the classic MNIST / Fashion-MNIST examples (MLPs, a small CNN) as space/objective pairs.
 
-Importing this package imports neither TensorFlow nor Keras; ``model`` and ``train`` do.
+Only Keras 3 APIs are used: any ``KERAS_BACKEND`` with a GPU (tensorflow, jax, torch) trains.
+Importing this package imports no Keras; ``model``, ``batches`` and ``train`` do.
 """
 
 from neural_net.family import CnnFamily

@@ -17,6 +17,11 @@ data. Where a data set's file(s) are looked up, first found wins:
 Only CIFAR-100 has coarse labels: for the other data sets ``coarse_names`` is
 empty and ``Split.coarse`` is None, so the model gets the fine head only.
 
+Images stay raw uint8, as in the files: the model scales them itself (see
+``neural_net.model``), so that a saved model takes the data set's images as
+they are. A ``DatasetSpec`` also knows the shape and classes its files hold,
+so a model of the data set can be built (or drawn) without reading them.
+
 Trials score on a validation split carved from the training set; the test
 split is kept for the final evaluation of the best model.
 """
@@ -37,7 +42,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from neural_net.settings import Settings
 from caviar.errors import CaviarError
@@ -81,6 +85,9 @@ class DatasetSpec:
     files: tuple[str, ...]
     base_url: str
     read: Callable[[Sequence[Path]], Official]
+    input_shape: tuple[int, ...]
+    n_fine: int
+    n_coarse: int = 0
     folder: str = ""  # under ml_req/ and the Keras cache, for data sets of several loose files
     keras_archive: str | None = None  # Keras 3's name for the downloaded archive in its cache
     flip: bool = True  # whether a left-right mirror image still shows the same class
@@ -88,7 +95,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True, eq=False)
 class Data:
-    """A data set ready to train on: float32 images scaled to [-0.5, 0.5] (like the seed), int32 labels."""
+    """A data set ready to train on: raw uint8 images, int32 labels, all read-only."""
 
     spec: DatasetSpec
     train: Split
@@ -189,21 +196,21 @@ DATASETS: dict[str, DatasetSpec] = {
     for spec in (
         DatasetSpec(
             "cifar100", "CIFAR-100", ("cifar-100-python.tar.gz",), "https://www.cs.toronto.edu/~kriz/",
-            read_cifar100, keras_archive="cifar-100-python-target_archive",
+            read_cifar100, (32, 32, 3), 100, 20, keras_archive="cifar-100-python-target_archive",
         ),
         DatasetSpec(
             "cifar10", "CIFAR-10", ("cifar-10-python.tar.gz",), "https://www.cs.toronto.edu/~kriz/",
-            read_cifar10, keras_archive="cifar-10-batches-py-target_archive",
+            read_cifar10, (32, 32, 3), 10, keras_archive="cifar-10-batches-py-target_archive",
         ),
         # yann.lecun.com no longer serves the files; this is Google's mirror of them.
         DatasetSpec(
             "mnist", "MNIST", IDX_FILES, "https://storage.googleapis.com/cvdf-datasets/mnist/",
-            functools.partial(read_idx_set, names=tuple(str(d) for d in range(10))), folder="mnist", flip=False,
+            functools.partial(read_idx_set, names=tuple(str(d) for d in range(10))), (28, 28, 1), 10, folder="mnist", flip=False,
         ),
         # The same files as the official S3 bucket, over https, where Keras fetches them.
         DatasetSpec(
             "fashion_mnist", "Fashion-MNIST", IDX_FILES, "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
-            functools.partial(read_idx_set, names=FASHION_NAMES), folder="fashion-mnist",
+            functools.partial(read_idx_set, names=FASHION_NAMES), (28, 28, 1), 10, folder="fashion-mnist",
         ),
     )
 }
@@ -224,6 +231,9 @@ def keras_cache() -> Path:
 
 def download(url: str, target: Path) -> None:
     """Fetch ``url`` into ``target`` with a progress bar; an interrupted download leaves no ``target``."""
+    # Imported here only: training needs no tqdm (bench/gpu.py runs without).
+    from tqdm import tqdm
+
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     log.info("downloading %s to %s", url, target)
@@ -283,16 +293,16 @@ def load(settings: Settings, fetch: Downloader = download) -> Data:
     return _load(spec.name, stamps, settings.dataset_size, settings.validation_split, settings.seed)
 
 
-# One entry: a worker trains on one data set, and CIFAR-100 as float32 takes about 750 MB.
+# One entry: a worker trains on one data set (CIFAR-100 takes about 180 MB).
 @functools.lru_cache(maxsize=1)
 def _load(name: str, stamps: tuple[tuple[str, int, int], ...], size: int | None, validation_split: float,
           seed: int) -> Data:
-    """Read, check, scale, truncate and split; keyed on the files' path, mtime and size."""
+    """Read, check, truncate and split; keyed on the files' path, mtime and size."""
     spec = DATASETS[name]
     paths = [Path(stamp[0]) for stamp in stamps]
     try:
         official = spec.read(paths)
-        _check(official)
+        _check(official, spec)
     except Exception as err:  # whatever a damaged file raises, the user must replace it
         files = ", ".join(map(str, paths))
         raise CaviarError(
@@ -308,9 +318,9 @@ def _load(name: str, stamps: tuple[tuple[str, int, int], ...], size: int | None,
     order = np.random.default_rng(seed).permutation(len(train))
     data = Data(
         spec=spec,
-        train=_scaled(train.take(np.sort(order[n_validation:]))),
-        validation=_scaled(train.take(np.sort(order[:n_validation]))),
-        test=_scaled(official.test),
+        train=_frozen(train.take(np.sort(order[n_validation:]))),
+        validation=_frozen(train.take(np.sort(order[:n_validation]))),
+        test=_frozen(official.test),
         fine_names=official.fine_names,
         coarse_names=official.coarse_names,
     )
@@ -321,24 +331,23 @@ def _load(name: str, stamps: tuple[tuple[str, int, int], ...], size: int | None,
     return data
 
 
-def _check(official: Official) -> None:
-    """Raise ValueError where the files' contents do not fit together (a damaged or foreign file)."""
+def _check(official: Official, spec: DatasetSpec) -> None:
+    """Raise ValueError where the files' contents do not fit together or not ``spec`` (a damaged or foreign file)."""
     n_fine, n_coarse = len(official.fine_names), len(official.coarse_names)
+    if (n_fine, n_coarse) != (spec.n_fine, spec.n_coarse):
+        raise ValueError(f"{n_fine} fine and {n_coarse} coarse classes named, expected {spec.n_fine} and {spec.n_coarse}")
     for split_name, split in (("train", official.train), ("test", official.test)):
         labels = [(split.fine, n_fine)] + ([] if split.coarse is None else [(split.coarse, n_coarse)])
-        if split.x.ndim != 4 or not len(split) or any(len(y) != len(split) for y, _ in labels):
-            raise ValueError(f"{split_name} images {split.x.shape} do not match their labels")
+        if split.x.shape[1:] != spec.input_shape or not len(split) or any(len(y) != len(split) for y, _ in labels):
+            raise ValueError(f"{split_name} images {split.x.shape} do not match their labels or {spec.input_shape}")
         if any(y.min() < 0 or y.max() >= n for y, n in labels):
             raise ValueError(f"{split_name} labels outside the classes named in the metadata")
 
 
-def _scaled(split: Split) -> Split:
-    """uint8 images to float32 in [-0.5, 0.5]; read-only, as the cached arrays serve every trial."""
-    x = split.x.astype(np.float32)
-    x /= 255.0
-    x -= 0.5
-    scaled = Split(x, split.fine.copy(), None if split.coarse is None else split.coarse.copy())
-    for array in (scaled.x, scaled.fine, scaled.coarse):
+def _frozen(split: Split) -> Split:
+    """A read-only copy of ``split``, as the cached arrays serve every trial."""
+    frozen = Split(split.x.copy(), split.fine.copy(), None if split.coarse is None else split.coarse.copy())
+    for array in (frozen.x, frozen.fine, frozen.coarse):
         if array is not None:
             array.setflags(write=False)
-    return scaled
+    return frozen

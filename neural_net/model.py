@@ -5,6 +5,18 @@ returns a tensor, parametrized by the trial's hyperparameters (``params``, the
 dict hyperopt samples). Values arrive as hyperopt gives them: kernel sizes and
 unit counts as floats (``3.0``), which are rounded here.
 
+The model takes the data set's raw uint8 images and scales them itself (a
+``Rescaling`` layer to the seed's [-0.5, 0.5]); for prediction,
+``inference_model`` keeps the fine head alone, so the file a trial saves
+(``model.keras``) is used as::
+
+    model = keras.saving.load_model("best_model.keras")
+    probabilities = model.predict(raw_uint8_images)  # (N, fine classes)
+
+and scores on raw images the accuracy the search reported. Only Keras 3 APIs
+are used, so it trains under ``KERAS_BACKEND`` tensorflow, jax or torch; mixed
+precision (see ``precision_policy``) is on where the backend sees a GPU.
+
 Differences from the seed, on purpose:
 
 - the heads are softmax (the seed's sigmoid heads gave no distribution over classes);
@@ -18,15 +30,25 @@ Differences from the seed, on purpose:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import logging
+import shutil
+import sysconfig
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
-import tensorflow as tf
 from keras import KerasTensor
 
+from neural_net.datasets import dataset_spec
+from neural_net.settings import Settings
 from caviar.errors import CaviarError
+
+if TYPE_CHECKING:  # Keras imports pydot when it draws: training needs no pydot (bench/gpu.py runs without)
+    import pydot
+
+log = logging.getLogger(__name__)
 
 Params = Mapping[str, Any]
 
@@ -42,6 +64,11 @@ BASE_LEARNING_RATE = 0.001
 # far from the batches' after the few hundred steps of a short trial, which
 # scored BN models near chance on validation; 0.9 settles in about 50 steps.
 BN_MOMENTUM = 0.9
+# The first GPUs with bfloat16 matrix units (Ampere); older ones get float16 with loss scaling.
+BF16_COMPUTE_CAPABILITY = (8, 0)
+# Diagrams: one line per layer, at most this many inches at this dpi (2400 px) on the long side.
+DIAGRAM_DPI = 80
+DIAGRAM_MAX_INCHES = 30
 OPTIMIZERS = {"Adam": keras.optimizers.Adam, "Nadam": keras.optimizers.Nadam, "RMSprop": keras.optimizers.RMSprop}
 
 
@@ -148,20 +175,55 @@ def _metrics(heads: tuple[str, ...]) -> dict[str, list[Any]]:
                    keras.metrics.SparseCategoricalCrossentropy(name=f"{name}_loss")]}
 
 
+def precision_policy(capabilities: Sequence[tuple[int, int]]) -> str:
+    """The Keras dtype policy for GPUs of these CUDA compute capabilities (none: a CPU).
+
+    Mixed precision roughly doubles a GPU's matrix throughput; bfloat16 needs no
+    loss scaling but only exists from Ampere on, so every GPU must have it.
+    """
+    if not capabilities:
+        return "float32"
+    return "mixed_bfloat16" if min(capabilities) >= BF16_COMPUTE_CAPABILITY else "mixed_float16"
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """The compute capabilities of the CUDA GPUs that the Keras backend sees.
+
+    Asked of the backend's own module, which Keras has already imported.
+    """
+    backend = keras.config.backend()
+    module = importlib.import_module(backend)
+    if backend == "jax":
+        return [_capability(device.compute_capability) for device in module.devices() if device.platform == "gpu"]
+    if backend == "torch":
+        return [tuple(module.cuda.get_device_capability(i)) for i in range(module.cuda.device_count())]
+    if backend == "tensorflow":
+        details = module.config.experimental.get_device_details
+        return [tuple(details(gpu)["compute_capability"]) for gpu in module.config.list_physical_devices("GPU")]
+    return []  # numpy, openvino: no GPU training
+
+
+def _capability(text: str) -> tuple[int, int]:
+    """JAX's ``"9.0"`` as ``(9, 0)``."""
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
 def build_model(params: Params, input_shape: tuple[int, ...] = (32, 32, 3), n_fine: int = 100, n_coarse: int = 20,
-                *, flip: bool = True, mixed_precision: bool | None = None) -> keras.Model:
+                *, flip: bool = True, precision: str | None = None) -> keras.Model:
     """Build and compile the CNN of ``params`` with a fine head and, if ``n_coarse``, a coarse head.
 
-    ``flip`` adds random left-right flips (training only); ``mixed_precision``
-    defaults to whether TensorFlow sees a GPU, where float16 doubles throughput.
-    Labels are class ids (sparse), the outputs a dict keyed by head name.
+    The input is raw uint8 images of ``input_shape``. ``flip`` adds random
+    left-right flips (training only); ``precision`` is a Keras dtype policy,
+    by default ``precision_policy`` of the GPUs the backend sees. Labels are
+    class ids (sparse), the outputs a dict keyed by head name.
     """
-    if mixed_precision is None:
-        mixed_precision = bool(tf.config.list_physical_devices("GPU"))
-    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+    keras.config.set_dtype_policy(precision or precision_policy(gpu_capabilities()))
 
-    inputs = keras.Input(input_shape, name="images")
-    x = keras.layers.RandomFlip("horizontal")(inputs) if flip else inputs
+    inputs = keras.Input(input_shape, dtype="uint8", name="images")
+    x = keras.layers.Rescaling(1 / 255, offset=-0.5, name="scale")(inputs)
+    if flip:
+        x = keras.layers.RandomFlip("horizontal")(x)
     if params["first_conv"] is not None:
         x = conv(x, FIRST_CONV_FILTERS, params, kernel_size=_int(params["first_conv"]))
 
@@ -191,11 +253,56 @@ def build_model(params: Params, input_shape: tuple[int, ...] = (32, 32, 3), n_fi
     return model
 
 
-def plot(params: Params, path: str | Path, input_shape: tuple[int, ...] = (32, 32, 3), n_fine: int = 100,
-         n_coarse: int = 20) -> None:
-    """Draw the model of ``params`` with its tensor shapes to ``path`` (model_demo.png, model_best.png)."""
-    model = build_model(params, input_shape, n_fine, n_coarse)
-    try:
-        keras.utils.plot_model(model, to_file=str(path), show_shapes=True)
-    except ImportError as err:
-        raise CaviarError(f"drawing {path} needs pydot and Graphviz's dot (apt-get install graphviz): {err}") from err
+def inference_model(model: keras.Model) -> keras.Model:
+    """The fine head of ``model`` alone, sharing its layers: raw images in, class probabilities out."""
+    return keras.Model(model.input, model.output[FINE_HEAD], name="caviar_classifier")
+
+
+def dot_program() -> str:
+    """The ``dot`` of graphviz-pure (a dependency, a Rust port of Graphviz): no system Graphviz needed."""
+    beside_python = Path(sysconfig.get_path("scripts")) / "graphviz-pure"
+    found = str(beside_python) if beside_python.is_file() else shutil.which("graphviz-pure")
+    if found is None:
+        raise CaviarError(f"graphviz-pure is neither in {beside_python.parent} nor on PATH: pip install graphviz-pure")
+    return found
+
+
+def layer_label(layer: keras.layers.Layer) -> str:
+    """One short line: the head's name for a head, the layer's kind, its output shape without the batch."""
+    shape = "×".join(str(size) for size in layer.output.shape[1:])
+    prefix = f"{layer.name}: " if layer.name in (FINE_HEAD, COARSE_HEAD) else ""
+    return f"{prefix}{type(layer).__name__}  {shape}"
+
+
+def model_graph(model: keras.Model) -> pydot.Dot:
+    """Keras' graph of ``model`` with a one-line box per layer, so that a 100-layer model stays legible."""
+    graph = keras.utils.model_to_dot(model, dpi=DIAGRAM_DPI)
+    layers = {str(id(layer)): layer for layer in model.layers}  # model_to_dot names nodes by id(layer)
+    for node in graph.get_nodes():
+        if node.get_name() in layers:
+            node.set("label", layer_label(layers[node.get_name()]))
+            node.set("shape", "box")
+            node.set("fontsize", "10")
+            node.set("height", "0.2")
+            node.set("margin", "0.03")
+    graph.set("size", f"{DIAGRAM_MAX_INCHES},{DIAGRAM_MAX_INCHES}")  # shrinks a larger graph to fit
+    graph.set("ranksep", "0.2")
+    graph.set("nodesep", "0.1")
+    for edge in graph.get_edges():
+        edge.set("arrowsize", "0.5")
+    return graph
+
+
+def plot(params: Params, path: str | Path) -> pydot.Dot:
+    """Draw the model of ``params`` for the searched data set (``HKS_DATASET``) to the PNG ``path``.
+
+    Returns the graph drawn. The model's input and heads are the data set's,
+    and the picture at most ``DIAGRAM_MAX_INCHES`` at ``DIAGRAM_DPI`` on its
+    long side, so that a browser shows it whole.
+    """
+    spec = dataset_spec(Settings.from_env().dataset)
+    model = build_model(params, spec.input_shape, spec.n_fine, spec.n_coarse, flip=spec.flip, precision="float32")
+    graph = model_graph(model)
+    graph.write(str(path), prog=dot_program(), format="png")
+    log.info("drew the %s model of %d layers to %s", spec.title, len(model.layers), path)
+    return graph

@@ -1,14 +1,19 @@
 """The search's default objective: train one architecture and score it on the validation split.
 
-``objective`` (import path ``neural_net.train:objective``) reads its settings
+``objective`` (what the family ``neural_net:CNN`` trains) reads its settings
 from the environment at each call (see ``neural_net.settings``), trains for
 ``HKS_EPOCHS`` epochs and returns a hyperopt result whose loss is minus the
-best validation accuracy of the fine head. The model of that best epoch is
-saved to a fresh temporary ``model.keras`` and returned as an artifact; the
-runner keeps the best trial's file and deletes the others. The test split is
-only touched by ``evaluate_test``, which the master runs on the final best
-model (``objective.evaluate_best``); ``objective.draw`` is ``model.plot``, which
-the master uses for model_demo.png and model_best.png.
+best validation accuracy of the fine head. The model of that best epoch, as
+``model.inference_model`` (raw uint8 images in, fine class probabilities
+out), is saved to a fresh temporary ``model.keras`` and returned as an
+artifact; the runner keeps the best trial's file and deletes the others. The
+test split is only touched by ``evaluate_test``, which the master runs on the
+final best model (``CNN.evaluate_best``) exactly as a user would:
+``predict`` on the raw test images.
+
+Batches come from ``neural_net.batches.Batches``, a ``keras.utils.PyDataset``
+of numpy arrays, so training needs no TensorFlow and runs under every Keras
+backend.
 """
 
 from __future__ import annotations
@@ -25,29 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
-from hyperopt import STATUS_FAIL, STATUS_OK
-
+import numpy as np
 from neural_net import datasets
-from neural_net.datasets import Data, Split
-from neural_net.model import COARSE_HEAD, FINE_HEAD, build_model, head_names, plot
+from neural_net.batches import Batches
+from neural_net.datasets import Data
+from neural_net.model import FINE_HEAD, build_model, head_names, inference_model
 from neural_net.settings import Settings
-from caviar.objective import ARTIFACTS_KEY, to_plain
+from caviar.objective import ARTIFACTS_KEY, STATUS_FAIL, STATUS_OK, to_plain
 
 log = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 256
-
-
-def batches(split: Split, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """A tf.data pipeline of (images, {head: labels}); shuffled anew each epoch when given a seed."""
-    labels = {FINE_HEAD: split.fine}
-    if split.coarse is not None:
-        labels[COARSE_HEAD] = split.coarse
-    pipeline = tf.data.Dataset.from_tensor_slices((split.x, labels))
-    if shuffle_seed is not None:
-        pipeline = pipeline.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return pipeline.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _fresh_session() -> None:
@@ -80,7 +73,7 @@ def objective(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: Path) -> dict[str, Any]:
-    """Fit, saving the best epoch's model to ``model_path``, and summarize the history."""
+    """Fit, saving the best epoch's inference model to ``model_path``, and summarize the history."""
     model = build_model(params, data.input_shape, data.n_fine, data.n_coarse, flip=data.spec.flip)
     heads = head_names(data.n_coarse)
     batch_size = int(params["batch_size"])
@@ -88,17 +81,18 @@ def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: P
         "training %d parameters on %d %s images (%d for validation), %d epochs, batches of %d",
         model.count_params(), len(data.train), data.spec.title, len(data.validation), settings.epochs, batch_size,
     )
+    best_weights = model_path.with_name("best.weights.h5")
     start = time.monotonic()
     history = model.fit(
-        batches(data.train, batch_size, shuffle_seed=settings.seed),
-        validation_data=batches(data.validation, batch_size),
+        Batches(data.train, batch_size, seed=settings.seed),
+        validation_data=Batches(data.validation, batch_size),
         epochs=settings.epochs,
-        shuffle=False,  # the pipeline shuffles itself; Keras would only warn that it cannot
         verbose=1 if sys.stdout.isatty() else 2,
         callbacks=[
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.ModelCheckpoint(
-                model_path, monitor=f"val_{FINE_HEAD}_accuracy", mode="max", save_best_only=True
+                best_weights, monitor=f"val_{FINE_HEAD}_accuracy", mode="max", save_best_only=True,
+                save_weights_only=True,
             ),
         ],
     ).history
@@ -117,6 +111,9 @@ def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: P
         log.warning("trial diverged: non-finite loss")
         return {"status": STATUS_FAIL, "error": "training diverged: the loss became NaN or infinite", **common}
 
+    model.load_weights(best_weights)
+    inference_model(model).save(model_path)
+    best_weights.unlink()
     scores = summarize(history, heads)
     best = scores["fine_best_accuracy"]
     return {
@@ -145,18 +142,22 @@ def summarize(history: dict[str, list[float]], heads: tuple[str, ...]) -> dict[s
 
 
 def evaluate_test(model_path: str) -> dict[str, float]:
-    """Score a saved model on the test split of the settings' data set: ``test_fine_accuracy`` etc."""
+    """Score a saved model on the raw test images of the settings' data set, as a user of the file would.
+
+    Returns ``test_fine_accuracy`` and ``test_fine_loss`` (the mean cross-entropy).
+    """
     data = datasets.load(Settings.from_env())
     _fresh_session()
-    model = keras.models.load_model(model_path)
-    scores = model.evaluate(batches(data.test, EVAL_BATCH_SIZE), return_dict=True, verbose=0)
+    model = keras.saving.load_model(model_path)
+    probabilities = np.asarray(model.predict(data.test.x, batch_size=EVAL_BATCH_SIZE, verbose=0), dtype=np.float64)
+    return prediction_scores(probabilities, data.test.fine, "test_fine")
+
+
+def prediction_scores(probabilities: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str, float]:
+    """``{prefix}_accuracy`` and ``{prefix}_loss`` (mean cross-entropy) of class probabilities against labels."""
+    picked = probabilities[np.arange(len(labels)), labels]
     return {
-        f"test_{name.removesuffix('_outputs')}_{metric}": float(scores[f"{name}_{metric}"])
-        for name in head_names(data.n_coarse)
-        for metric in ("accuracy", "loss")
+        f"{prefix}_accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
+        f"{prefix}_loss": float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))),
     }
 
-
-# What the master looks for on an objective: the final test of the best model, and model diagrams.
-objective.evaluate_best = evaluate_test  # type: ignore[attr-defined]
-objective.draw = plot  # type: ignore[attr-defined]

@@ -18,10 +18,6 @@ from neural_net.settings import Settings
 from caviar.errors import CaviarError
 
 
-def _unscaled(x: np.ndarray) -> np.ndarray:
-    return np.round((x + 0.5) * 255).astype(np.uint8)
-
-
 def _rows(x: np.ndarray) -> list[bytes]:
     return sorted(row.tobytes() for row in x)
 
@@ -40,14 +36,13 @@ def test_cifar100_pixels_are_r_then_g_then_b_planes(cifar100_archive: Path) -> N
     assert official.fine_names[:2] == ("fine_0", "fine_1") and len(official.coarse_names) == 20
 
 
-def test_cifar100_loads_scaled_with_fine_and_coarse_labels(cifar100_archive: Path) -> None:
+def test_cifar100_loads_raw_with_fine_and_coarse_labels(cifar100_archive: Path) -> None:
     data = load(Settings(data_path=str(cifar100_archive)))
     assert (data.n_fine, data.n_coarse, data.input_shape) == (100, 20, (32, 32, 3))
     assert (len(data.train), len(data.validation), len(data.test)) == (108, 12, 40)
     fine_to_coarse: dict[int, set[int]] = {}
     for split in (data.train, data.validation, data.test):
-        assert split.x.dtype == np.float32 and split.x.shape[1:] == (32, 32, 3)
-        assert split.x.min() >= -0.5 and split.x.max() <= 0.5
+        assert split.x.dtype == np.uint8 and split.x.shape[1:] == (32, 32, 3)
         assert split.fine.dtype == np.int32 and split.coarse is not None
         assert split.fine.min() >= 0 and split.fine.max() < 100
         assert split.coarse.min() >= 0 and split.coarse.max() < 20
@@ -66,10 +61,11 @@ def test_fine_only_datasets_load(tmp_path: Path, write_dataset, name: str, shape
     path = write_dataset(name, tmp_path / "data", n_train=100, n_test=30)
     data = load(Settings(dataset=name, data_path=str(path)))
     assert (data.n_fine, data.n_coarse, data.input_shape) == (10, 0, shape)
+    assert (data.spec.n_fine, data.spec.n_coarse, data.spec.input_shape) == (10, 0, shape)  # known before reading
     assert data.fine_names[3] == class_name and data.coarse_names == ()
     assert (len(data.train), len(data.validation), len(data.test)) == (90, 10, 30)
     for split in (data.train, data.validation, data.test):
-        assert split.coarse is None and split.x.dtype == np.float32
+        assert split.coarse is None and split.x.dtype == np.uint8
         assert split.fine.min() >= 0 and split.fine.max() < 10
     assert data.spec.flip is (name != "mnist")  # mirrored digits are not digits
 
@@ -78,7 +74,7 @@ def test_dataset_size_keeps_the_first_training_images(cifar100_archive: Path) ->
     data = load(Settings(data_path=str(cifar100_archive), dataset_size=50))
     official = read_cifar100([cifar100_archive])
     assert len(data.train) + len(data.validation) == 50 and len(data.validation) == 5
-    loaded = np.concatenate([_unscaled(data.train.x), _unscaled(data.validation.x)])
+    loaded = np.concatenate([(data.train.x), (data.validation.x)])
     assert _rows(loaded) == _rows(official.train.x[:50])
     assert len(data.test) == 40  # the test split is never truncated
 
@@ -94,7 +90,7 @@ def test_validation_split_is_disjoint_deterministic_and_seeded(cifar100_archive:
     assert len(first.validation) == 30
     train_rows, validation_rows = set(_rows(first.train.x)), set(_rows(first.validation.x))
     assert not train_rows & validation_rows
-    together = np.concatenate([_unscaled(first.train.x), _unscaled(first.validation.x)])
+    together = np.concatenate([(first.train.x), (first.validation.x)])
     assert _rows(together) == _rows(read_cifar100([cifar100_archive]).train.x)
     other_seed = load(Settings(data_path=str(cifar100_archive), validation_split=0.25, seed=1))
     assert set(_rows(other_seed.validation.x)) != validation_rows
@@ -228,6 +224,14 @@ def test_labels_outside_the_named_classes_are_a_clear_error(tmp_path: Path, writ
     folder = write_dataset("mnist", tmp_path / "mnist", n_train=100)
     write_idx(folder / "train-labels-idx1-ubyte.gz", np.full(100, 12))
     with pytest.raises(CaviarError, match="labels outside the classes"):
+        load(Settings(dataset="mnist", data_path=str(folder)))
+
+
+def test_images_of_another_shape_than_the_data_set_are_a_clear_error(tmp_path: Path, write_dataset,
+                                                                     write_idx) -> None:
+    folder = write_dataset("mnist", tmp_path / "mnist", n_train=100)
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((100, 32, 32), np.uint8))
+    with pytest.raises(CaviarError, match=r"train images \(100, 32, 32, 1\) do not match .*\(28, 28, 1\)"):
         load(Settings(dataset="mnist", data_path=str(folder)))
 
 

@@ -1,17 +1,21 @@
-"""Every option of CIFAR_SPACE builds a model that trains; heads, flips, precision and plots behave."""
+"""Every option of CIFAR_SPACE builds a model that trains; scaling, heads, flips, precision and plots behave."""
 
 from __future__ import annotations
 
+import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hyperopt.pyll.stochastic import sample
 
-from neural_net.model import BASE_L2, BASE_LEARNING_RATE, BN_MOMENTUM, COARSE_HEAD, FINE_HEAD, build_model, plot
+from neural_net.model import (
+    BASE_L2, BASE_LEARNING_RATE, BN_MOMENTUM, COARSE_HEAD, DIAGRAM_DPI, DIAGRAM_MAX_INCHES, FINE_HEAD, build_model,
+    gpu_capabilities, inference_model, plot, precision_policy,
+)
 from neural_net.space import CIFAR_SPACE, DEMO_PARAMS
 
 # A tiny point of the space: 4 base filters, 20 fully connected units, 8x8 images.
@@ -41,7 +45,7 @@ SHAPE, N_FINE, N_COARSE = (8, 8, 3), 6, 3
 
 def _batch(n: int = 8, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-0.5, 0.5, (n, *SHAPE)).astype(np.float32)
+    x = rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8)
     return x, {FINE_HEAD: rng.integers(0, N_FINE, n), COARSE_HEAD: rng.integers(0, N_COARSE, n)}
 
 
@@ -124,6 +128,7 @@ def test_heads_are_softmax_and_flips_only_happen_in_training() -> None:
         np.testing.assert_allclose(first[name].sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_array_equal(first[name], second[name])
     flip = _layers(model, keras.layers.RandomFlip)[0]
+    x = x.astype(np.float32)
     assert np.array_equal(flip(x, training=False), x)
     flipped = np.asarray(flip(x, training=True))
     assert any(np.array_equal(flipped[i], x[i, :, ::-1]) and not np.array_equal(flipped[i], x[i]) for i in range(16))
@@ -149,31 +154,52 @@ def test_same_seed_same_weights() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
-def test_mixed_precision_keeps_the_heads_in_float32() -> None:
+@pytest.mark.parametrize(("policy", "compute", "loss_scaling"),
+                         [("mixed_float16", "float16", True), ("mixed_bfloat16", "bfloat16", False)])
+def test_mixed_precision_keeps_the_heads_in_float32(policy: str, compute: str, loss_scaling: bool) -> None:
     try:
-        model = build_model({**TINY, "use_BN": True}, SHAPE, N_FINE, N_COARSE, mixed_precision=True)
-        assert _layers(model, keras.layers.Conv2D)[0].compute_dtype == "float16"
+        model = build_model({**TINY, "use_BN": True}, SHAPE, N_FINE, N_COARSE, precision=policy)
+        assert _layers(model, keras.layers.Conv2D)[0].compute_dtype == compute
         assert all(model.output[name].dtype == "float32" for name in (FINE_HEAD, COARSE_HEAD))
-        assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+        assert (type(model.optimizer).__name__ == "LossScaleOptimizer") is loss_scaling
+        x, y = _batch()
+        assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])
     finally:
         keras.config.set_dtype_policy("float32")
 
 
-def test_mixed_precision_only_on_a_gpu() -> None:
+@pytest.mark.parametrize(("capabilities", "policy"), [
+    ([], "float32"),                          # a CPU
+    ([(9, 0)], "mixed_bfloat16"),             # Hopper (H100, H200)
+    ([(8, 0), (8, 6)], "mixed_bfloat16"),     # Ampere
+    ([(7, 5)], "mixed_float16"),              # Turing: no bfloat16 units
+    ([(9, 0), (7, 0)], "mixed_float16"),      # one old GPU decides
+])
+def test_precision_policy_follows_the_gpus(capabilities: list[tuple[int, int]], policy: str) -> None:
+    assert precision_policy(capabilities) == policy
+
+
+def test_default_precision_is_that_of_the_gpus_the_backend_sees() -> None:
     build_model(TINY, SHAPE, N_FINE, N_COARSE)
-    expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
-    assert keras.config.dtype_policy().name == expected
+    assert keras.config.dtype_policy().name == precision_policy(gpu_capabilities())
 
 
-def test_model_survives_saving_as_keras_file(tmp_path: Path) -> None:
+def test_the_model_scales_raw_images_itself() -> None:
+    model = build_model(TINY, SHAPE, N_FINE, N_COARSE)
+    x, _ = _batch()
+    assert model.input.dtype == "uint8"
+    np.testing.assert_allclose(model.get_layer("scale")(x), x / 255 - 0.5, atol=1e-6)
+
+
+def test_inference_model_survives_saving_with_the_fine_head_alone(tmp_path: Path) -> None:
     model = build_model({**TINY, "residual": 1.0, "use_BN": True}, SHAPE, N_FINE, N_COARSE)
     x, y = _batch()
     model.train_on_batch(x, y)
-    model.save(tmp_path / "model.keras")
-    loaded = keras.models.load_model(tmp_path / "model.keras")
-    before, after = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
-    for name in (FINE_HEAD, COARSE_HEAD):
-        np.testing.assert_allclose(before[name], after[name], rtol=1e-5, atol=1e-6)
+    inference_model(model).save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    probabilities = loaded.predict(x, verbose=0)
+    assert probabilities.shape == (len(x), N_FINE)
+    np.testing.assert_allclose(probabilities, model.predict(x, verbose=0)[FINE_HEAD], rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_pooling_type_is_refused() -> None:
@@ -181,7 +207,30 @@ def test_unknown_pooling_type_is_refused() -> None:
         build_model({**TINY, "pooling_type": "median"}, SHAPE, N_FINE, N_COARSE)
 
 
-def test_plot_draws_the_demo_model(tmp_path: Path) -> None:
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.mark.parametrize(("dataset", "shape", "heads"), [
+    ("cifar10", "32×32×3", {FINE_HEAD: 10}),
+    ("mnist", "28×28×1", {FINE_HEAD: 10}),
+    ("cifar100", "32×32×3", {FINE_HEAD: 100, COARSE_HEAD: 20}),
+])
+def test_plot_draws_the_searched_data_set_at_a_browsable_size_without_system_graphviz(
+        dataset: str, shape: str, heads: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no system dot, nor anything else
+    assert shutil.which("dot") is None
+    monkeypatch.setenv("HKS_DATASET", dataset)
     path = tmp_path / "model_demo.png"
-    plot(DEMO_PARAMS, path)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    graph = plot(DEMO_PARAMS, path)
+
+    labels = [node.get("label").strip('"') for node in graph.get_nodes() if node.get("label")]
+    assert labels[0] == f"InputLayer  {shape}"
+    assert sorted(label for label in labels if label.split(":")[0] in (FINE_HEAD, COARSE_HEAD)) == sorted(
+        f"{name}: Dense  {n}" for name, n in heads.items()
+    )
+    width, height = _png_size(path)
+    assert max(width, height) <= DIAGRAM_DPI * DIAGRAM_MAX_INCHES and min(width, height) >= 200

@@ -1,4 +1,4 @@
-"""The default objective trains on the validation split, returns a storable result and a loadable model."""
+"""The default objective trains on the validation split, returns a storable result and a model for raw images."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from hyperopt import STATUS_FAIL, STATUS_OK
 
-from neural_net import datasets
+from neural_net import CNN, datasets
+from neural_net.batches import Batches
+from neural_net.datasets import Split
 from neural_net.settings import Settings
-from neural_net.model import plot
-from neural_net.train import batches, evaluate_test, objective
+from neural_net.train import evaluate_test, objective, prediction_scores
 from caviar.errors import CaviarError
 from caviar.objective import evaluate, to_plain
 from neural_net.space import DEMO_PARAMS
@@ -78,17 +79,21 @@ def test_objective_returns_a_plain_result_and_the_best_model(cifar100_env: Path,
     model_path = Path(result["artifacts"]["model"])
     assert model_path.name == "model.keras" and model_path.parent.parent == temp_dir
     assert model_path.parent.name.startswith("tmp")  # so that the worker removes the folder with the file
-    model = keras.models.load_model(model_path)
+    # What a user does with the file: raw uint8 images in, the fine head's probabilities out.
+    model = keras.saving.load_model(model_path)
     data = datasets.load(Settings.from_env())
-    scores = model.evaluate(batches(data.validation, 16), return_dict=True, verbose=0)
-    assert scores["fine_outputs_accuracy"] == pytest.approx(result["fine_best_accuracy"])  # the best epoch's model
+    assert data.validation.x.dtype == np.uint8
+    probabilities = model.predict(data.validation.x, verbose=0)
+    assert probabilities.shape == (12, 100)
+    accuracy = np.mean(probabilities.argmax(axis=1) == data.validation.fine)
+    assert accuracy == pytest.approx(result["fine_best_accuracy"])  # the best epoch's model
+    assert prediction_scores(probabilities, data.validation.fine, "val")["val_loss"] == pytest.approx(
+        history["val_fine_outputs_loss"][int(np.argmax(history["val_fine_outputs_accuracy"]))], rel=1e-4)
 
     test = evaluate_test(str(model_path))
-    assert sorted(test) == sorted(f"test_{head}_{metric}" for head in ("fine", "coarse") for metric in HEAD_METRICS)
-    assert all(isinstance(value, float) for value in test.values())
-    assert 0.0 <= test["test_fine_accuracy"] <= 1.0 and test["test_coarse_loss"] > 0
-    assert objective.evaluate_best is evaluate_test  # type: ignore[attr-defined]
-    assert objective.draw is plot  # type: ignore[attr-defined]
+    assert test == pytest.approx(prediction_scores(model.predict(data.test.x, verbose=0), data.test.fine, "test_fine"))
+    assert sorted(test) == ["test_fine_accuracy", "test_fine_loss"]
+    assert CNN.evaluate_best(str(model_path)) == test
 
 
 def test_objective_on_a_data_set_without_coarse_labels(tmp_path: Path, write_dataset,
@@ -109,7 +114,7 @@ def test_objective_on_a_data_set_without_coarse_labels(tmp_path: Path, write_dat
         f"{prefix}{name}" for prefix in ("", "val_") for name in ("loss", "fine_outputs_accuracy", "fine_outputs_loss")
     )
     test = evaluate_test(result["artifacts"]["model"])
-    assert sorted(test) == ["test_fine_accuracy", "test_fine_loss"]
+    assert sorted(test) == ["test_fine_accuracy", "test_fine_loss"] and 0.0 <= test["test_fine_accuracy"] <= 1.0
 
 
 def test_a_diverging_trial_fails_alone(cifar100_env: Path, temp_dir: Path) -> None:
@@ -135,3 +140,35 @@ def test_bad_settings_are_a_caviar_error_before_any_work(cifar100_env: Path, tem
     with pytest.raises(CaviarError, match="HKS_EPOCHS='many' is not a positive integer"):
         objective(dict(SMALL))
     assert not list(temp_dir.iterdir())
+
+
+def _split(n: int) -> Split:
+    return Split(np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1), np.arange(n, dtype=np.int32),
+                 np.arange(n, dtype=np.int32) // 2)
+
+
+def _epoch(batches: Batches) -> list[int]:
+    rows = [int(label) for i in range(len(batches)) for label in batches[i][1]["fine_outputs"]]
+    batches.on_epoch_end()
+    return rows
+
+
+def test_batches_cover_every_image_once_per_epoch_in_a_seeded_order() -> None:
+    split = _split(10)
+    first, again = Batches(split, 4, seed=7), Batches(split, 4, seed=7)
+    assert len(first) == 3 and [len(first[i][0]) for i in range(3)] == [4, 4, 2]
+    x, labels = first[0]
+    assert x.dtype == np.uint8 and np.array_equal(x[:, 0, 0, 0], labels["fine_outputs"])
+    assert np.array_equal(labels["coarse_outputs"], labels["fine_outputs"] // 2)
+    epochs = [_epoch(first) for _ in range(3)]
+    assert epochs == [_epoch(again) for _ in range(3)]  # the same seed, the same orders
+    assert all(sorted(rows) == list(range(10)) for rows in epochs)
+    assert len({tuple(rows) for rows in epochs}) == 3  # reshuffled each epoch
+    assert _epoch(Batches(split, 4, seed=8)) != epochs[0]
+    assert _epoch(Batches(split, 4)) == list(range(10))  # validation: in order, every epoch
+
+
+def test_batches_without_coarse_labels_and_a_bad_size() -> None:
+    assert list(Batches(Split(np.zeros((3, 1, 1, 1), np.uint8), np.zeros(3, np.int32)), 2)[0][1]) == ["fine_outputs"]
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        Batches(_split(3), 0)
