@@ -22,9 +22,8 @@ import math
 from typing import Any, Mapping
 
 import numpy as np
-from hyperopt.pyll import Apply, dfs
+from hyperopt.pyll import Apply
 from hyperopt.pyll.stochastic import sample as pyll_sample
-from hyperopt.pyll_utils import expr_to_config
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 Vals = dict[str, list[Any]]
@@ -99,19 +98,37 @@ def _distribution(node: Apply, is_choice: bool) -> tuple[BaseDistribution | None
     return IntDistribution(k_low, k_high, log=node.name == "qloguniform" and k_low >= 1), q
 
 
-def _switch_labels(expr: Apply) -> set[str]:
-    """Labels used as the index of a choice (their randint is a categorical, not a number)."""
-    return {n.pos_args[0].arg["label"].obj for n in dfs(expr) if n.name == "switch"}
+Conjunction = tuple[tuple[str, int], ...]
+
+
+def _walk(expr: Apply, conj: Conjunction, found: dict[str, tuple[Apply, set[Conjunction]]], choices: set[str]) -> None:
+    """Collect each label's distribution node and the choices leading to it (parents first)."""
+    if expr.name == "switch":
+        index, *options = expr.pos_args
+        _walk(index, conj, found, choices)
+        label = index.arg["label"].obj
+        choices.add(label)
+        for i, option in enumerate(options):
+            _walk(option, conj + ((label, i),), found, choices)
+    elif expr.name == "hyperopt_param":
+        node = expr.arg["obj"]
+        found.setdefault(expr.arg["label"].obj, (node, set()))[1].add(conj)
+        _walk(node, conj, found, choices)
+    else:
+        for child in expr.inputs():
+            _walk(child, conj, found, choices)
 
 
 def translate(expr: Apply) -> list[Param]:
-    """Every label of a hyperopt space (as given to ``hyperopt.Domain``), parents before their children."""
-    hps: dict[str, Any] = {}
-    expr_to_config(expr, None, hps)
-    choices = _switch_labels(expr)
+    """Every label of a hyperopt space (``hyperopt.Domain(...).expr``), parents before their children.
+
+    (hyperopt's own ``expr_to_config`` fails on ``hp.pchoice``, hence this walk.)
+    """
+    found: dict[str, tuple[Apply, set[Conjunction]]] = {}
+    choices: set[str] = set()
+    _walk(expr, (), found, choices)
     params = []
-    for label, hp in hps.items():
-        dist, q = _distribution(hp["node"], label in choices)
-        conditions = frozenset(tuple((c.name, c.val) for c in conj) for conj in hp["conditions"])
-        params.append(Param(label, hp["node"], dist, conditions, q))
+    for label, (node, conditions) in found.items():
+        dist, q = _distribution(node, label in choices)
+        params.append(Param(label, node, dist, frozenset(conditions), q))
     return params

@@ -28,6 +28,7 @@ from optuna.trial import TrialState, create_trial
 
 from optimizer.samplers._base import Doc, Sampler, Vals
 from optimizer.samplers._space import Param, translate
+from optimizer.store import DONE
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class MultivariateTPE(Sampler):
         self.modelled = [p for p in self.params if p.distribution is not None]
         prior = [p.label for p in self.params if p.distribution is None]
         if prior:
-            log.warning("tpe-mv cannot model %s (%s): drawn from the prior instead",
+            log.warning("tpe-mv cannot model %s %s: drawn from the hyperopt prior instead",
                         "parameter" if len(prior) == 1 else "parameters", ", ".join(map(repr, prior)))
         self.n_startup_trials, self.constant_liar = n_startup_trials, constant_liar
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # no line per trial told or sampled alone
@@ -62,6 +63,7 @@ class MultivariateTPE(Sampler):
                 constant_liar=self.constant_liar, seed=seed,
             )
         trial = self.study.ask()
+        self._n_trials += 1
         rng = np.random.default_rng(seed)
         vals: Vals = {}
         for p in self.params:  # parents first, so a child sees the choice above it
@@ -71,8 +73,10 @@ class MultivariateTPE(Sampler):
                 vals[p.label] = [p.sample_prior(rng)]
             else:
                 vals[p.label] = [p.to_hyperopt(_suggest(trial, p))]
-        self._running[tid] = trial.number
-        self._n_trials = trial.number + 1
+        # The asked trial also holds values of inactive branches (Optuna's relative sample), which
+        # the constant liar would use: it is replaced by the pending trial a resumed search would add.
+        self.study.tell(trial.number, state=TrialState.FAIL)
+        self._add(tid, vals, TrialState.RUNNING)
         return vals
 
     def _sync(self, finished: Sequence[Doc], pending: Sequence[Doc]) -> None:
@@ -80,39 +84,38 @@ class MultivariateTPE(Sampler):
         new = [d for d in finished if d["tid"] not in self._done and d["tid"] not in self._running]
         new += [d for d in pending if d["tid"] not in self._running]
         for doc in sorted(new, key=lambda d: d["tid"]):
-            self._add(doc)
+            value = _value(doc) if doc["state"] == DONE else None
+            state = TrialState.RUNNING if doc["state"] != DONE else _finished_state(value)
+            self._add(doc["tid"], doc["misc"]["vals"], state, value)
         for doc in finished:
             if doc["tid"] in self._running:
                 value = _value(doc)
-                number = self._running.pop(doc["tid"])
-                self.study.tell(number, value, state=TrialState.COMPLETE if value is not None else TrialState.FAIL)
+                self.study.tell(self._running.pop(doc["tid"]), value, state=_finished_state(value))
                 self._done.add(doc["tid"])
         still = {d["tid"] for d in pending}
         for tid in [t for t in self._running if t not in still]:  # refused as a duplicate, or gone
             self.study.tell(self._running.pop(tid), state=TrialState.FAIL)
 
-    def _add(self, doc: Doc) -> None:
+    def _add(self, tid: int, vals: Vals, state: TrialState, value: float | None = None) -> None:
         """Add a trial the study has not seen: finished (with its loss, or failed) or pending (RUNNING)."""
-        vals = doc["misc"]["vals"]
         modelled = [p for p in self.modelled if vals.get(p.label)]
         params = {p.label: p.to_optuna(vals[p.label][0]) for p in modelled}
         dists = {p.label: p.distribution for p in modelled}
-        if doc["state"] in (0, 1):  # NEW, RUNNING
-            state, value = TrialState.RUNNING, None
-        else:
-            value = _value(doc)
-            state = TrialState.COMPLETE if value is not None else TrialState.FAIL
         try:
             trial = create_trial(state=state, value=value, params=params, distributions=dists)
         except ValueError as err:  # a value outside the space: a document of another space
-            log.debug("trial %s left out of the model: %s", doc["tid"], err)
+            log.debug("trial %s left out of the model: %s", tid, err)
             return
         self.study.add_trial(trial)
         self._n_trials += 1
         if state == TrialState.RUNNING:
-            self._running[doc["tid"]] = self._n_trials - 1
+            self._running[tid] = self._n_trials - 1
         else:
-            self._done.add(doc["tid"])
+            self._done.add(tid)
+
+
+def _finished_state(value: float | None) -> TrialState:
+    return TrialState.COMPLETE if value is not None else TrialState.FAIL
 
 
 def _value(doc: Doc) -> float | None:
