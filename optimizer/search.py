@@ -59,6 +59,7 @@ class Search:
             raise CaviarError(f"the search space is not a valid hyperopt space: {type(err).__name__}: {err}") from None
         self.sampler = SAMPLERS[algo](self._domain)
         self.exhausted = False
+        self._keys: dict[int, Any] = {}  # tid -> vals_key: a trial's point never changes
 
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
@@ -77,7 +78,7 @@ class Search:
         docs = self.store.trial_docs() if docs is None else docs
         finished = [d for d in docs if d["state"] == DONE]
         pending = [d for d in docs if d["state"] != DONE]
-        seen = {vals_key(d["misc"]) for d in docs}
+        seen = {self._key(d) for d in docs}
         new_docs: list[Doc] = []
         for tid in self.store.new_tids(wanted):
             doc = self._propose(tid, finished, pending + new_docs, seen)
@@ -90,6 +91,13 @@ class Search:
         if new_docs:
             self.store.enqueue(new_docs)
         return len(new_docs)
+
+    def _key(self, doc: Doc) -> Any:
+        """``vals_key`` of a trial, computed once per trial rather than once per top-up."""
+        key = self._keys.get(doc["tid"])
+        if key is None:
+            key = self._keys[doc["tid"]] = vals_key(doc["misc"])
+        return key
 
     def _propose(self, tid: int, finished: list[Doc], pending: list[Doc], seen: set[Any]) -> Doc | None:
         """One new point not in ``seen``, as a NEW trial document with its concrete ``params``."""

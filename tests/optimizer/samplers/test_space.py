@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 from hyperopt import Domain, Trials, hp, rand, space_eval
+from hyperopt.pyll import scope
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from optimizer.local import LocalStore
@@ -27,8 +28,9 @@ EVERY_KIND = {
     "ln": hp.lognormal("ln", 0, 1),
     "qn": hp.qnormal("qn", 0, 10, 2),
     "pc": hp.pchoice("pc", [(0.2, "a"), (0.8, {"deep": hp.uniform("deep", 1, 2)})]),
+    "expr": hp.uniform("expr", 0, scope.add(1, 2)),  # a bound that is a pyll expression
 }
-PRIOR = {"n", "ln", "qn", "pc"}
+PRIOR = {"n", "ln", "qn", "pc", "expr"}
 
 
 def hyperopt_points(space, n, seed=0):
@@ -85,7 +87,8 @@ def test_tpe_mv_proposes_valid_points_of_every_kind_and_warns_once_naming_the_pr
             while (doc := store.claim("w")) is not None:
                 store.finish(doc["tid"], "w", {"status": "ok", "loss": float(doc["params"]["u"] ** 2)})
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings == ["tpe-mv cannot model parameters 'ln', 'n', 'pc', 'qn': drawn from the hyperopt prior instead"]
+    assert warnings == [
+        "tpe-mv cannot model parameters 'expr', 'ln', 'n', 'pc', 'qn': drawn from the hyperopt prior instead"]
     docs = store.trial_docs()
     params = translate(Domain(lambda p: 0, EVERY_KIND).expr)
     for doc in docs:
@@ -94,6 +97,6 @@ def test_tpe_mv_proposes_valid_points_of_every_kind_and_warns_once_naming_the_pr
         for p in params:
             assert p.active(vals) == bool(vals[p.label]), (p.label, vals)
         assert doc["params"] == space_eval(EVERY_KIND, assignment(vals))
-        assert 3 <= doc["params"]["ri"] <= 8 and doc["params"]["qlu"] % 4 == 0
+        assert 3 <= doc["params"]["ri"] <= 8 and doc["params"]["qlu"] % 4 == 0 and 0 <= doc["params"]["expr"] <= 3
     assert len({d["params"]["n"] for d in docs}) == len(docs)  # the prior parameter varies
     assert {d["params"]["branch"] is None for d in docs} == {True, False}
