@@ -26,8 +26,6 @@ from hyperopt.pyll import Apply
 from hyperopt.pyll.stochastic import sample as pyll_sample
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-Vals = dict[str, list[Any]]
-
 
 @dataclasses.dataclass(frozen=True)
 class Param:
@@ -63,7 +61,7 @@ class Param:
 
     def sample_prior(self, rng: np.random.Generator) -> Any:
         """A draw from the hyperopt prior, for parameters Optuna cannot model."""
-        return pyll_sample(self.node, rng=rng).item()
+        return np.asarray(pyll_sample(self.node, rng=rng)).item()
 
 
 def _literal_args(node: Apply) -> list[float] | None:
