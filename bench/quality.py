@@ -1,6 +1,6 @@
 """Search quality: Caviar's samplers beside Optuna's multivariate TPE, on problems with a known optimum.
 
-    python bench/quality.py [--seeds 10] [--evals 100] [--workers 4] [--latency-trials 1000]
+    python bench/quality.py [--seeds 10] [--first-seed 0] [--evals 100] [--workers 4] [--latency-trials 1000]
         [--problems branin hartmann6 cnn-like] [--jobs 2] [--output bench/results/quality.md]
 
 Methods, each run with the same seeds:
@@ -184,13 +184,18 @@ def _task(args: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
     return tuple(args), latency(method, problem, int(n))
 
 
+def seeds(args: argparse.Namespace) -> range:
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
 def regret_at(losses: list[float], k: int, optimum: float) -> float:
     return min(losses[:k]) - optimum
 
 
 def table(args: argparse.Namespace, results: dict[tuple[str, ...], Any]) -> Iterator[str]:
     checkpoints = [k for k in CHECKPOINTS if k <= args.evals]
-    yield f"Median regret over {args.seeds} seeds (seeds 0-{args.seeds - 1}) after k evaluations; " \
+    yield f"Median regret over {args.seeds} seeds ({args.first_seed}-{args.first_seed + args.seeds - 1}) " \
+          "after k evaluations; " \
           f"par = {args.workers} asynchronous workers, simulated in-process (see the module's docstring)."
     yield ""
     head = ["problem", "method"] + [f"seq @{k}" for k in checkpoints] + [f"par @{k}" for k in checkpoints]
@@ -202,7 +207,7 @@ def table(args: argparse.Namespace, results: dict[tuple[str, ...], Any]) -> Iter
         for method in args.methods:
             row = [problem, method]
             for workers in (1, args.workers):
-                runs = [results["run", method, problem, str(s), str(args.evals), str(workers)] for s in range(args.seeds)]
+                runs = [results["run", method, problem, str(s), str(args.evals), str(workers)] for s in seeds(args)]
                 row += [f"{statistics.median(regret_at(r['losses'], k, optimum) for r in runs):.4g}" for k in checkpoints]
             near = sum(r["near"] for r in runs) / sum(r["proposed"] for r in runs)
             row.append(f"{100 * near:.1f}%")
@@ -214,6 +219,7 @@ def table(args: argparse.Namespace, results: dict[tuple[str, ...], Any]) -> Iter
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--evals", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--latency-trials", type=int, default=1000)
@@ -223,7 +229,7 @@ def main() -> None:
     parser.add_argument("--output", default="bench/results/quality.md")
     args = parser.parse_args()
     tasks = [("run", m, p, str(s), str(args.evals), str(w)) for p in args.problems for m in args.methods
-             for w in (1, args.workers) for s in range(args.seeds)]
+             for w in (1, args.workers) for s in seeds(args)]
     tasks += [("latency", m, p, str(args.latency_trials)) for p in args.problems for m in args.methods]
     started = time.monotonic()
     with ProcessPoolExecutor(args.jobs) as pool:
