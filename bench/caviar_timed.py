@@ -66,7 +66,7 @@ def _dump(role: str) -> None:
 
 
 def instrument(role: str) -> None:
-    from optimizer import mongo
+    from caviar.store import mongo
 
     for attr in ("claim", "finish", "heartbeat", "count_by_state", "trial_docs", "new_tids", "enqueue",
                  "requeue_expired", "live_workers", "worker_alive", "get_experiment", "put_experiment"):
@@ -74,7 +74,10 @@ def instrument(role: str) -> None:
     if role == "master":
         from hyperopt import tpe
 
-        from optimizer import master, results, search
+        from caviar.output import results
+        from optimizer import master, search
+        from optimizer.samplers import registry
+        from optimizer.samplers.hyperopt_algos import HyperoptSampler
 
         original = tpe.suggest
 
@@ -85,7 +88,7 @@ def instrument(role: str) -> None:
             finally:
                 _add("tpe.suggest", time.perf_counter() - t)
 
-        search.ALGORITHMS["tpe"] = suggest
+        registry.SAMPLERS["tpe"] = functools.partial(HyperoptSampler, suggest=suggest)
         timed(search.Search, "top_up", "Search.top_up")
         timed(search.Search, "_propose", "Search._propose")
         timed(master.Recorder, "observe", "Recorder.observe")

@@ -12,6 +12,7 @@ from caviar.config import Parser, configure_logging, non_negative_int, positive_
 from caviar.errors import CaviarError
 from caviar.family import ModelFamily, load_family
 from caviar.store import DONE
+from optimizer.samplers import ALGORITHMS, DEFAULT_ALGORITHM
 
 log = logging.getLogger("optimizer")
 
@@ -45,8 +46,9 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
                  "and returns a loss or a result dict")
     p.env_option("--space", "HKS_SPACE", family.space if family else None,
                  help="hyperopt space as module:attribute (default: the model family's)")
-    p.env_option("--algo", "HKS_ALGO", "tpe", choices=["tpe", "random", "anneal", "grid"],
-                 help="search algorithm; grid: every point of a space of choices and finite q-steps, in order")
+    p.env_option("--algo", "HKS_ALGO", DEFAULT_ALGORITHM, choices=[*ALGORITHMS, "grid"],
+                 help="search algorithm: tpe-mv (Optuna's multivariate TPE with a constant liar), hyperopt's "
+                 "tpe, random, anneal; grid: every point of a space of choices and finite q-steps, in order")
     p.env_option("--max-evals", "HKS_MAX_EVALS", 50, positive_int,
                  help="total finished trials (ok or failed) the experiment should hold")
     p.env_option("--seed", "HKS_SEED", 0, non_negative_int,

@@ -1,29 +1,28 @@
-"""The optimizer: asks hyperopt's algorithm for new points and keeps a store's queue filled.
+"""The optimizer: asks a sampler for new points and keeps a store's queue filled.
 
-It reads every finished result from the store before each proposal, so TPE
-learns from all workers, and it never queues a point identical to one already
-queued, running or finished (it re-samples instead).
+It reads every trial from the store before each top-up, so the sampler learns
+from all workers' results and knows what is queued or running (including the
+points proposed earlier in the same top-up), and it never queues a point
+identical to one already queued, running or finished (it re-samples instead).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from hyperopt import Domain, Trials, anneal, rand, space_eval, tpe
+from hyperopt import Domain, Trials, space_eval
 
 from caviar.errors import CaviarError
 from caviar.objective import to_plain
+from optimizer.samplers import ALGORITHMS
+from optimizer.samplers._base import Doc
+from optimizer.samplers.registry import SAMPLERS
 from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS: dict[str, Callable[..., list[dict[str, Any]]]] = {
-    "tpe": tpe.suggest,
-    "random": rand.suggest,
-    "anneal": anneal.suggest,
-}
 # How often to re-sample a duplicate before concluding the space is exhausted.
 MAX_RESAMPLES = 50
 
@@ -42,21 +41,27 @@ def concrete_params(space: Any, misc: dict[str, Any]) -> dict[str, Any]:
         raise CaviarError(f"the search space yields a value that cannot be stored: {err}") from None
 
 
+def proposal_seed(seed: int, tid: int, attempt: int) -> int:
+    """The seed of one proposal: a function of the search's seed and the tid, so a resumed run goes on alike."""
+    return int(np.random.default_rng([seed, tid, attempt]).integers(2**31 - 1))
+
+
 class Search:
     """Proposes trials for one experiment held in ``store``."""
 
     def __init__(self, store: TrialStore, space: Any, algo: str, max_evals: int, seed: int = 0):
-        if algo not in ALGORITHMS:
+        if algo not in SAMPLERS:
             raise CaviarError(f"unknown algorithm {algo!r}: choose one of {', '.join(ALGORITHMS)}")
         if max_evals < 1:
             raise CaviarError(f"max-evals must be at least 1, not {max_evals}")
         self.store, self.space, self.max_evals, self.seed = store, space, max_evals, seed
-        self._suggest = ALGORITHMS[algo]
         try:
             self._domain = Domain(_not_called, space)
         except Exception as err:  # noqa: BLE001 - a broken user space
             raise CaviarError(f"the search space is not a valid hyperopt space: {type(err).__name__}: {err}") from None
+        self.sampler = SAMPLERS[algo](self._domain)
         self.exhausted = False
+        self._keys: dict[int, Any] = {}  # tid -> vals_key: a trial's point never changes
 
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
@@ -73,13 +78,12 @@ class Search:
         if wanted <= 0 or self.exhausted:
             return 0
         docs = self.store.trial_docs() if docs is None else docs
-        trials = Trials()
-        trials._insert_trial_docs([d | {"exp_key": None} for d in docs])
-        trials.refresh()
-        seen = {vals_key(d["misc"]) for d in docs}
-        new_docs = []
+        finished = [d for d in docs if d["state"] == DONE]
+        pending = [d for d in docs if d["state"] != DONE]
+        seen = {self._key(d) for d in docs}
+        new_docs: list[Doc] = []
         for tid in self.store.new_tids(wanted):
-            doc = self._propose(tid, trials, seen)
+            doc = self._propose(tid, finished, pending + new_docs, seen)
             if doc is None:
                 self.exhausted = True
                 log.warning("the search space is exhausted: every point was already tried")
@@ -90,19 +94,28 @@ class Search:
             self.store.enqueue(new_docs)
         return len(new_docs)
 
-    def _propose(self, tid: int, trials: Trials, seen: set[Any]) -> dict[str, Any] | None:
-        """One new point not in ``seen``; seeds depend on the tid so a resumed run goes on afresh."""
+    def _key(self, doc: Doc) -> Any:
+        """``vals_key`` of a trial, computed once per trial rather than once per top-up."""
+        key = self._keys.get(doc["tid"])
+        if key is None:
+            key = self._keys[doc["tid"]] = vals_key(doc["misc"])
+        return key
+
+    def _propose(self, tid: int, finished: list[Doc], pending: list[Doc], seen: set[Any]) -> Doc | None:
+        """One new point not in ``seen``, as a NEW trial document with its concrete ``params``."""
         for attempt in range(MAX_RESAMPLES):
-            seed = int(np.random.default_rng([self.seed, tid, attempt]).integers(2**31 - 1))
             try:
-                [doc] = self._suggest([tid], self._domain, trials, seed)
+                vals = self.sampler.propose(tid, proposal_seed(self.seed, tid, attempt), finished, pending)
             except Exception as err:  # noqa: BLE001 - a space that cannot be sampled
                 raise CaviarError(f"the search space cannot be sampled: {type(err).__name__}: {err}") from None
-            if vals_key(doc["misc"]) not in seen:
+            misc = {"tid": tid, "cmd": self._domain.cmd, "workdir": self._domain.workdir,
+                    "idxs": {label: [tid] if v else [] for label, v in vals.items()}, "vals": vals}
+            if vals_key(misc) not in seen:
                 break
             log.debug("trial %s: re-sampling a duplicate point", tid)
         else:
             return None
+        [doc] = Trials().new_trial_docs([tid], [None], [self._domain.new_result()], [misc])
         doc = to_plain(doc)
         doc["params"] = concrete_params(self.space, doc["misc"])
         return doc

@@ -5,7 +5,10 @@ from hyperopt import hp, tpe
 
 from caviar.errors import CaviarError
 from caviar.store.local import LocalStore
-from optimizer.search import ALGORITHMS, Search
+from optimizer.samplers import ALGORITHMS, DEFAULT_ALGORITHM
+from optimizer.samplers.registry import SAMPLERS
+from optimizer.samplers.hyperopt_algos import HyperoptSampler
+from optimizer.search import Search
 from neural_net.space import CIFAR_SPACE
 from caviar.store import DONE, NEW, vals_key
 
@@ -20,7 +23,7 @@ def finish_all(store, loss=lambda p: p["x"] ** 2):
         store.finish(doc["tid"], "w", {"status": "ok", "loss": loss(doc["params"])})
 
 
-@pytest.mark.parametrize("algo", ["tpe", "random", "anneal"])
+@pytest.mark.parametrize("algo", ALGORITHMS)
 def test_each_algorithm_fills_exactly_max_evals(algo):
     store = LocalStore()
     search = Search(store, SPACE, algo, max_evals=25, seed=1)
@@ -46,21 +49,29 @@ def test_params_are_concrete_plain_values_with_conditional_branches():
             assert doc["misc"]["vals"]["depth"] == []
 
 
-def test_the_algorithm_sees_every_finished_result(monkeypatch):
-    seen = []
+class Recording(HyperoptSampler):
+    """hyperopt's TPE, noting what it is told at each proposal."""
 
-    def spy(new_ids, domain, trials, seed):
-        seen.append(sorted(trials.losses(), key=str))
-        return tpe.suggest(new_ids, domain, trials, seed)
+    calls: list[tuple[list[float], list[int]]] = []
 
-    monkeypatch.setitem(ALGORITHMS, "tpe", spy)
+    def propose(self, tid, seed, finished, pending):
+        self.calls.append((sorted(d["result"]["loss"] for d in finished), [d["tid"] for d in pending]))
+        return super().propose(tid, seed, finished, pending)
+
+
+def test_the_sampler_sees_every_finished_result_and_every_pending_trial(monkeypatch):
+    monkeypatch.setitem(SAMPLERS, "recording", lambda domain: Recording(domain, tpe.suggest))
+    Recording.calls = []
     store = LocalStore()
-    search = Search(store, {"x": hp.uniform("x", -10, 10)}, "tpe", max_evals=30, seed=0)
+    search = Search(store, {"x": hp.uniform("x", -10, 10)}, "recording", max_evals=30, seed=0)
     while search.top_up(1):
         finish_all(store)
-    expected = sorted([d["result"]["loss"] for d in store.trial_docs()][:29], key=str)
-    assert len(seen) == 30
-    assert seen[-1] == expected
+    expected = sorted(d["result"]["loss"] for d in store.trial_docs()[:29])
+    assert len(Recording.calls) == 30
+    assert Recording.calls[-1] == (expected, [])
+    search.max_evals = 33
+    assert search.top_up(3) == 3
+    assert [pending for _, pending in Recording.calls[-3:]] == [[], [30], [30, 31]]
 
 
 def test_a_small_discrete_space_is_never_repeated_and_ends_exhausted():
@@ -83,9 +94,14 @@ def test_queue_target_counts_queued_trials_only_and_respects_remaining():
     assert search.top_up(10) == 0
 
 
-def test_default_space_proposes_every_seed_hyperparameter():
+def test_tpe_mv_is_the_default_algorithm():
+    assert DEFAULT_ALGORITHM == "tpe-mv" and DEFAULT_ALGORITHM in ALGORITHMS
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_default_space_proposes_every_seed_hyperparameter(algo):
     store = LocalStore()
-    Search(store, CIFAR_SPACE, "tpe", max_evals=1).top_up(1)
+    Search(store, CIFAR_SPACE, algo, max_evals=1).top_up(1)
     assert set(store.trial_docs()[0]["params"]) == set(CIFAR_SPACE)
 
 
@@ -101,3 +117,7 @@ def test_bad_settings_are_clear_errors(kwargs, message):
     args = {"space": SPACE, "algo": "tpe", "max_evals": 3} | kwargs
     with pytest.raises(CaviarError, match=message):
         Search(LocalStore(), args["space"], args["algo"], args["max_evals"])
+
+
+def test_every_algorithm_the_cli_offers_is_registered():
+    assert tuple(SAMPLERS) == ALGORITHMS and DEFAULT_ALGORITHM in ALGORITHMS
