@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from caviar.store.mongo import MongoStore
 from tests.conftest import ROOT, Workers
 from tests.helpers import training
 from tests.helpers.results import finished_trials
-from tests.helpers.server import env_for_subprocess
+from tests.helpers.server import NxServer, env_for_subprocess, with_database
 from tests.helpers.trials import enqueue_points
 from tests.helpers.waiting import wait_until
 
@@ -133,3 +134,24 @@ def test_an_interrupted_embedded_search_resumes_its_trial_from_the_last_epoch(tm
     assert [t["result"].get("resumed_from") for t in trials] == [3, None]
     assert all(len(t["result"]["history"]["loss"]) == 5 for t in trials)
     assert not list((tmp_path / "results" / "checkpoints").glob("*.ckpt"))
+
+
+def test_reports_during_a_database_outage_land_afterwards_and_the_trial_finishes(
+    restartable_mongo: NxServer, workers: Workers
+) -> None:
+    url = with_database(restartable_mongo.url, "outage")
+    store = MongoStore(url, "outage")
+    asha = json.dumps({"name": "asha", "min_epochs": 1, "reduction_factor": 3, "max_epochs": 8})
+    store.put_experiment({"objective": OBJECTIVE, "lease_seconds": 60,
+                          "env": {"TRAIN_EPOCHS": "8", "EPOCH_SECONDS": "0.5", "HKS_SCHEDULER_CONFIG": asha}})
+    [tid] = enqueue_points(store, [POINT])
+    worker = workers.start(url, "--exp-key", "outage", "--connect-timeout", "1", "--idle-exit", "3")
+    wait_until(lambda: "2" in (store.trial_docs()[0].get("reports") or {}), 60, "the second epoch's report")
+    restartable_mongo.stop()
+    time.sleep(2.0)  # epochs 3 and 4 (a rung) report into the outage
+    restartable_mongo.start()
+    assert worker.wait(timeout=90) == 0, workers.logs()
+    [doc] = MongoStore(url, "outage").trial_docs()
+    assert doc["result"]["status"] == "ok" and "stopped" not in doc["result"], workers.logs()
+    assert steps(doc["reports"]) == list(range(1, 9))
+    assert "store unreachable" in workers.logs() and doc["lease_losses"] == 0
