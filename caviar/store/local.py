@@ -194,7 +194,6 @@ class LocalStore(TrialStore):
                 import tempfile  # only stores without a results folder (tests, scripts) need one
 
                 self._checkpoint_dir = tempfile.mkdtemp(prefix="caviar-checkpoints-")
-        os.makedirs(self._checkpoint_dir, exist_ok=True)
         base = os.path.join(self._checkpoint_dir, f"tid{tid:05d}")
         return base + ".ckpt", base + ".json"
 
@@ -204,6 +203,7 @@ class LocalStore(TrialStore):
             if doc is None:
                 return False
             data, record = self._checkpoint_paths(tid)
+            os.makedirs(os.path.dirname(data), exist_ok=True)
             shutil.copyfile(path, data + ".tmp")
             os.replace(data + ".tmp", data)
             # The params tell apart a checkpoint of the same tid proposed again after a crash with another point.
