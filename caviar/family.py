@@ -16,12 +16,15 @@ never looks inside a model:
 - ``evaluate_best(path)``: test-set metrics of the best trial's artifact, a
   self-contained model (preprocessing included) that the objective returned
   as ``artifacts[name]``; ``test_artifact`` is the file name it is read back
-  as, ``name`` plus the extension its loader needs (``"model.keras"``).
+  as, ``name`` plus the extension its loader needs (``"model.keras"``);
+- ``scheduler`` / ``max_steps()``: the default early stopping of an objective
+  that reports per epoch (``caviar.reporting``), and its epochs per trial.
 
 The CIFAR CNN (``neural_net:CNN``) is one family. Any plain ``module:function``
 objective becomes a ``FunctionFamily``: metric "loss", minimized, no settings,
 unless the function names its metric (``fn.metric = "accuracy"``,
-``fn.maximize = True``). The search's seed reaches every objective as the
+``fn.maximize = True``) or its default scheduler (``fn.scheduler = "asha"``,
+``fn.max_steps = 27``). The search's seed reaches every objective as the
 environment variable ``HKS_SEED``.
 """
 
@@ -73,6 +76,7 @@ class ModelFamily:
     demo_params: dict[str, Any] | None = None
     diagrams: bool = False
     test_artifact: str | None = None
+    scheduler: str = "none"  # default early stopping (caviar.schedulers) for objectives that report epochs
 
     def objective(self, params: dict[str, Any]) -> Any:
         """Train and score one point: a loss, or a hyperopt result dict (see ``caviar.objective``)."""
@@ -92,6 +96,10 @@ class ModelFamily:
         """Test-set metrics of the best trial's artifact, fetched to ``artifact_path`` (named ``test_artifact``)."""
         raise NotImplementedError(f"{type(self).__name__} has no test-set evaluation")
 
+    def max_steps(self) -> int | None:
+        """Steps (epochs) a full trial reports, from the exported settings; None if unknown (Hyperband needs it)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What the read-only tools need to know without importing the family: its metric and direction."""
         return {"metric": self.metric, "maximize": self.maximize}
@@ -104,9 +112,14 @@ class FunctionFamily(ModelFamily):
         self.fn = fn
         self.metric = str(getattr(fn, "metric", "loss"))
         self.maximize = bool(getattr(fn, "maximize", False))
+        self.scheduler = str(getattr(fn, "scheduler", "none"))
 
     def objective(self, params: dict[str, Any]) -> Any:
         return self.fn(params)
+
+    def max_steps(self) -> int | None:
+        steps = getattr(self.fn, "max_steps", None)
+        return None if steps is None else int(steps)
 
 
 def load_family(path: str) -> ModelFamily:

@@ -24,11 +24,15 @@ class CnnFamily(ModelFamily):
     demo_params = DEMO_PARAMS
     diagrams = True
     test_artifact = "model.keras"
+    scheduler = "asha"  # trials report each epoch's validation accuracy (neural_net.callbacks)
 
     def objective(self, params: dict[str, Any]) -> Any:
         from neural_net.train import objective
 
         return objective(params)
+
+    def max_steps(self) -> int:
+        return Settings.from_env().epochs
 
     def prepare(self) -> None:
         from neural_net import datasets

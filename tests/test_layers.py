@@ -18,15 +18,17 @@ PACKAGES = ("caviar", "optimizer", "worker", "neural_net")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("caviar", "caviar.errors"),
     ("caviar.imports", "caviar.config"),
-    ("caviar.objective", "caviar.family"),
-    ("caviar.store",),
+    ("caviar.objective", "caviar.family", "caviar.reporting"),
+    ("caviar.store", "caviar.schedulers"),
     ("caviar.cv", "caviar.runner"),
     ("caviar.output",),
     ("neural_net", "worker"),
     ("optimizer",),
 )
 # What a model family may use of Caviar: the public contract, nothing of the machinery.
-PLUGIN_CONTRACT = {"caviar", "caviar.errors", "caviar.config", "caviar.objective", "caviar.family", "caviar.cv"}
+PLUGIN_CONTRACT = {
+    "caviar", "caviar.errors", "caviar.config", "caviar.objective", "caviar.family", "caviar.reporting", "caviar.cv",
+}
 
 
 def module_name(path: Path) -> str:

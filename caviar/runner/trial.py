@@ -8,7 +8,10 @@ import shutil
 import threading
 from typing import Any
 
+from caviar import schedulers
 from caviar.objective import ARTIFACTS_KEY, Objective, evaluate
+from caviar.reporting import reporting_to
+from caviar.runner.reports import TrialReporter
 from caviar.store import TrialStore
 
 log = logging.getLogger(__name__)
@@ -60,10 +63,12 @@ def run_trial(
     artifacts of a new best) and then deletes the files (``discard_artifacts``).
     """
     log.info("trial %s: start %s", doc["tid"], doc["params"])
-    with Heartbeat(store, doc["tid"], owner, heartbeat_seconds):
-        result = evaluate(fn, doc["params"])
+    reporter = TrialReporter(store, doc, owner, schedulers.from_env(), bool(getattr(fn, "maximize", False)))
+    with Heartbeat(store, doc["tid"], owner, heartbeat_seconds), reporting_to(reporter):
+        result = reporter.close(evaluate(reporter.objective(fn), doc["params"]))
     artifacts = result.pop(ARTIFACTS_KEY, None) or {}
-    log.info("trial %s: %s loss=%s", doc["tid"], result["status"], result.get("loss"))
+    log.info("trial %s: %s loss=%s%s", doc["tid"], result["status"], result.get("loss"),
+             f" (stopped at step {result['stopped_at']})" if result.get("stopped") else "")
     return result, {str(k): str(v) for k, v in artifacts.items()}
 
 

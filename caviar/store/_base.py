@@ -130,3 +130,38 @@ class TrialStore(abc.ABC):
         Callers compare the tid with the best trial: a crash between recording a
         new best and storing its file leaves the previous best's file.
         """
+
+    # -- early stopping: reports, decisions and checkpoints of running trials ----
+    # Reports live in the trial document as ``reports: {"<step>": loss or None}``
+    # (losses minimized; None for a NaN/inf report) and decisions as
+    # ``decisions: {"<step>": {"stop", "peers", "cutoff"}}``. Checkpoints are
+    # files in the store's artifact space, the latest one per trial.
+
+    @abc.abstractmethod
+    def report(self, tid: int, owner: str, step: int, loss: float | None) -> bool:
+        """Record ``loss`` at ``step`` in the trial (repeating a report is harmless); False if ``owner`` lost it."""
+
+    @abc.abstractmethod
+    def step_losses(self, tid: int, step: int) -> dict[int, float | None]:
+        """Every trial's loss at ``step`` in the experiment of ``tid``: ``{tid: loss}``."""
+
+    @abc.abstractmethod
+    def decide(self, tid: int, owner: str, step: int, decision: dict[str, Any]) -> dict[str, Any] | None:
+        """Record ``decision`` at ``step`` unless one is recorded; return the recorded one.
+
+        The first decision wins, so a trial that asks again (resumed elsewhere)
+        gets the same answer. None when ``owner`` no longer holds the trial and
+        no decision was recorded.
+        """
+
+    @abc.abstractmethod
+    def put_checkpoint(self, tid: int, owner: str, path: str, step: int, info: dict[str, Any] | None = None) -> bool:
+        """Keep the file ``path`` as the trial's checkpoint after ``step`` (replacing older ones); False if not held."""
+
+    @abc.abstractmethod
+    def get_checkpoint(self, tid: int, dest: str) -> tuple[int, dict[str, Any]] | None:
+        """Copy the trial's latest checkpoint to ``dest``: its (step, info), or None if it has none."""
+
+    @abc.abstractmethod
+    def discard_checkpoint(self, tid: int) -> None:
+        """Delete the trial's checkpoints (it has ended)."""

@@ -163,3 +163,70 @@ class LocalStore(TrialStore):
             kept = json.load(f)
         shutil.copyfile(os.path.join(self._artifact_dir, kept["file"]), dest)
         return int(kept["tid"])
+
+    # -- early stopping (see TrialStore) -------------------------------------
+    def report(self, tid: int, owner: str, step: int, loss: float | None) -> bool:
+        with self._lock:
+            doc = self._held(tid, owner)
+            if doc is not None:
+                doc.setdefault("reports", {})[str(step)] = loss
+            return doc is not None
+
+    def step_losses(self, tid: int, step: int) -> dict[int, float | None]:
+        with self._lock:
+            return {t: d["reports"][str(step)] for t, d in sorted(self._docs.items())
+                    if str(step) in d.get("reports", {})}
+
+    def decide(self, tid: int, owner: str, step: int, decision: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            doc = self._docs.get(tid)
+            recorded = (doc or {}).get("decisions", {}).get(str(step))
+            if recorded is None and self._held(tid, owner) is not None:
+                recorded = doc.setdefault("decisions", {})[str(step)] = copy.deepcopy(decision)
+            return copy.deepcopy(recorded)
+
+    def _checkpoint_paths(self, tid: int) -> tuple[str, str]:
+        """The checkpoint file of ``tid`` and its record: in ``artifact_dir``/checkpoints, else a folder of this store."""
+        if "_checkpoint_dir" not in self.__dict__:
+            if self._artifact_dir:
+                self._checkpoint_dir = os.path.join(self._artifact_dir, "checkpoints")
+            else:
+                import tempfile  # only stores without a results folder (tests, scripts) need one
+
+                self._checkpoint_dir = tempfile.mkdtemp(prefix="caviar-checkpoints-")
+        base = os.path.join(self._checkpoint_dir, f"tid{tid:05d}")
+        return base + ".ckpt", base + ".json"
+
+    def put_checkpoint(self, tid: int, owner: str, path: str, step: int, info: dict[str, Any] | None = None) -> bool:
+        with self._lock:
+            doc = self._held(tid, owner)
+            if doc is None:
+                return False
+            data, record = self._checkpoint_paths(tid)
+            os.makedirs(os.path.dirname(data), exist_ok=True)
+            shutil.copyfile(path, data + ".tmp")
+            os.replace(data + ".tmp", data)
+            # The params tell apart a checkpoint of the same tid proposed again after a crash with another point.
+            with open(record + ".tmp", "w") as f:
+                json.dump({"tid": tid, "step": step, "info": info or {}, "params": doc["params"]}, f)
+            os.replace(record + ".tmp", record)
+            return True
+
+    def get_checkpoint(self, tid: int, dest: str) -> tuple[int, dict[str, Any]] | None:
+        with self._lock:
+            data, record = self._checkpoint_paths(tid)
+            doc = self._docs.get(tid)
+            if doc is None or not os.path.exists(record):
+                return None
+            with open(record) as f:
+                kept = json.load(f)
+            if kept["params"] != doc["params"]:
+                return None
+            shutil.copyfile(data, dest)
+            return int(kept["step"]), kept["info"]
+
+    def discard_checkpoint(self, tid: int) -> None:
+        with self._lock:
+            for path in self._checkpoint_paths(tid):
+                if os.path.exists(path):
+                    os.remove(path)

@@ -313,3 +313,58 @@ class MongoStore(TrialStore):
             self._bucket.download_to_stream(best._id, out)
         os.replace(tmp, dest)
         return int(best.metadata["tid"])
+
+    # -- early stopping (see TrialStore) -------------------------------------
+    # Reports and decisions are fields of the trial; checkpoints are files of the
+    # GridFS bucket ``checkpoints`` with metadata {exp_key, tid, step, owner, info}.
+    checkpoint_bucket = "checkpoints"
+
+    def report(self, tid: int, owner: str, step: int, loss: float | None) -> bool:
+        return self._trials.update_one(self._owned(tid, owner), {"$set": {f"reports.{step}": loss}}).matched_count == 1
+
+    def step_losses(self, tid: int, step: int) -> dict[int, float | None]:
+        # Filtered here, not by {"reports.<step>": {"$exists": true}}: stand-ins such as nx-27017 skip null values.
+        key = str(step)
+        found = self._trials.find({"exp_key": self._exp_of(tid), "reports": {"$exists": True}},
+                                  {"_id": 0, "tid": 1, "reports": 1})
+        return {d["tid"]: d["reports"][key] for d in sorted(found, key=lambda d: d["tid"]) if key in d["reports"]}
+
+    def decide(self, tid: int, owner: str, step: int, decision: dict[str, Any]) -> dict[str, Any] | None:
+        decision = to_plain(decision)
+        unset = self._owned(tid, owner) | {f"decisions.{step}": {"$exists": False}}
+        if self._trials.update_one(unset, {"$set": {f"decisions.{step}": decision}}).modified_count:
+            return decision
+        doc = self._trials.find_one({"exp_key": self._exp_of(tid), "tid": tid}, {"_id": 0, "decisions": 1})
+        return ((doc or {}).get("decisions") or {}).get(str(step))
+
+    def _checkpoints(self) -> gridfs.GridFSBucket:
+        return gridfs.GridFSBucket(self.db, bucket_name=self.checkpoint_bucket)
+
+    def put_checkpoint(self, tid: int, owner: str, path: str, step: int, info: dict[str, Any] | None = None) -> bool:
+        """Upload the new checkpoint first, then delete the trial's older ones: one is always there."""
+        if self._trials.find_one(self._owned(tid, owner), {"_id": 1}) is None:
+            return False
+        exp_key, bucket = self._exp_of(tid), self._checkpoints()
+        metadata = {"exp_key": exp_key, "tid": tid, "step": step, "owner": owner, "info": to_plain(info or {})}
+        with open(path, "rb") as source:
+            new_id = bucket.upload_from_stream(f"{exp_key}/{tid}/checkpoint", source, metadata=metadata)
+        for f in bucket.find({"metadata.exp_key": exp_key, "metadata.tid": tid}):
+            if f._id != new_id:
+                bucket.delete(f._id)
+        return True
+
+    def get_checkpoint(self, tid: int, dest: str) -> tuple[int, dict[str, Any]] | None:
+        bucket = self._checkpoints()
+        files = list(bucket.find({"metadata.exp_key": self._exp_of(tid), "metadata.tid": tid}))
+        if not files:
+            return None
+        latest = max(files, key=lambda f: (f.metadata["step"], f.upload_date))
+        with open(f"{dest}.tmp", "wb") as out:
+            bucket.download_to_stream(latest._id, out)
+        os.replace(f"{dest}.tmp", dest)
+        return int(latest.metadata["step"]), latest.metadata.get("info") or {}
+
+    def discard_checkpoint(self, tid: int) -> None:
+        bucket = self._checkpoints()
+        for f in bucket.find({"metadata.exp_key": self._exp_of(tid), "metadata.tid": tid}):
+            bucket.delete(f._id)

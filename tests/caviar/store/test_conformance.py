@@ -241,3 +241,57 @@ def test_a_taken_tid_is_refused(store: TrialStore) -> None:
     with pytest.raises(ValueError, match="already exist"):
         store.enqueue([trial_doc(tid, {"x": 5.0})])
     assert [d["params"] for d in store.trial_docs()] == [{"x": 0.0}]
+
+
+# -- early stopping: reports, decisions, checkpoints ---------------------------
+
+def test_reports_land_in_the_trial_for_its_owner_only(backend: Backend, store: TrialStore) -> None:
+    a, b, c = enqueue_points(store, [{"x": float(i)} for i in range(3)])
+    store.claim("wa")
+    store.claim("wb")
+    assert store.report(a, "wa", 1, 0.5) and store.report(a, "wa", 2, 0.25)
+    assert store.report(a, "wa", 2, 0.25)  # a retried report is harmless
+    assert store.report(b, "wb", 1, None)  # a NaN report is kept as missing
+    assert not store.report(b, "intruder", 1, 0.0)
+    assert not store.report(c, "wa", 1, 0.0)  # queued, nobody's
+    assert by_tid(store, a)["reports"] == {"1": 0.5, "2": 0.25}
+    other = backend.open()
+    assert other.step_losses(a, 1) == {a: 0.5, b: None}
+    assert other.step_losses(b, 2) == {a: 0.25}
+    assert other.step_losses(a, 7) == {}
+    assert store.finish(a, "wa", {"status": "ok", "loss": 0.25})
+    assert not store.report(a, "wa", 3, 0.1)
+    assert by_tid(store, a)["reports"] == {"1": 0.5, "2": 0.25}
+
+
+def test_the_first_decision_at_a_step_is_kept(backend: Backend, store: TrialStore) -> None:
+    [tid] = enqueue_points(store, [{"x": 0.0}])
+    store.claim("w")
+    assert store.decide(tid, "intruder", 1, {"stop": True}) is None
+    assert store.decide(tid, "w", 1, {"stop": False, "peers": 1, "cutoff": 0.5}) == {"stop": False, "peers": 1, "cutoff": 0.5}
+    assert backend.open().decide(tid, "w", 1, {"stop": True}) == {"stop": False, "peers": 1, "cutoff": 0.5}
+    assert expire(store) == [tid]
+    store.claim("w2")  # resumed elsewhere: asks again and gets the same answer
+    assert store.decide(tid, "w2", 1, {"stop": True})["stop"] is False
+    assert store.decide(tid, "w2", 3, {"stop": True})["stop"] is True
+    assert by_tid(store, tid)["decisions"] == {"1": {"stop": False, "peers": 1, "cutoff": 0.5}, "3": {"stop": True}}
+
+
+def test_the_latest_checkpoint_survives_a_lost_worker(backend: Backend, store: TrialStore, tmp_path: Path) -> None:
+    [tid, other] = enqueue_points(store, [{"x": 0.0}, {"x": 1.0}])
+    store.claim("w")
+    dest = tmp_path / "restored"
+    assert store.get_checkpoint(tid, str(dest)) is None
+    for step in (1, 2, 3):
+        path = tmp_path / f"state{step}"
+        path.write_text(f"after epoch {step}")
+        assert store.put_checkpoint(tid, "w", str(path), step, {"history": list(range(step))})
+    assert not store.put_checkpoint(tid, "intruder", str(path), 9)
+    assert expire(store) == [tid]
+    assert store.claim("w2")["tid"] == tid
+    assert backend.open().get_checkpoint(tid, str(dest)) == (3, {"history": [0, 1, 2]})
+    assert dest.read_text() == "after epoch 3"
+    assert store.get_checkpoint(other, str(dest)) is None
+    store.discard_checkpoint(tid)
+    assert store.get_checkpoint(tid, str(tmp_path / "gone")) is None
+    assert not (tmp_path / "gone").exists()

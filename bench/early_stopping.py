@@ -1,0 +1,321 @@
+"""Early stopping: epochs and wall time to a good CNN, with and without stopping, beside Optuna's pruners.
+
+    python -m bench.early_stopping [--trials 20] [--epochs 9] [--images 2000] [--workers 2]
+        [--systems caviar-none caviar-asha optuna-sh optuna-hb] [--output bench/results/early_stopping.md]
+
+Every system searches the same CPU-sized CNN space (``SPACE``: conv blocks,
+filters, dense units, dropout, learning rate, batch size) on the real CIFAR-10
+subset (``--data``: the first ``--images`` training images, 20% held out for
+validation; the first 1,000 test images), ``--trials`` trials of up to
+``--epochs`` epochs, over ``--workers`` processes, one system after the other:
+
+- ``caviar-none`` / ``caviar-asha``: ``python -m optimizer --mongo`` (TPE) and
+  ``--workers`` ``python -m worker`` processes on a fresh nx-27017 server,
+  with ``--scheduler none`` / ``asha`` (``--min-epochs 1 --reduction-factor 3``);
+  the objective reports through ``neural_net.callbacks.ReportEpochs`` and so
+  checkpoints every epoch to GridFS, as the CNN does;
+- ``optuna-sh`` / ``optuna-hb``: ``--workers`` processes running
+  ``study.optimize`` on one JournalFile storage with ``TPESampler`` and
+  ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)`` /
+  ``HyperbandPruner(1, epochs, 3)``, reporting ``val_accuracy`` per epoch.
+
+Every trial records the epochs it trained, its best validation accuracy, the
+test accuracy of its final model and when it ended. Measures:
+
+- epochs (summed over finished trials, in the order they finished) and wall
+  time until a trial reaches the best validation accuracy of ``caviar-none``;
+- the best trial (by validation) within E epochs, E the fewest epochs any
+  early-stopping system used in all, and its test accuracy.
+
+A benchmark, not a test: it prints and writes a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from hyperopt import hp
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cifar-10-python-subset.tar.gz"
+TEST_IMAGES = 1000
+EPOCHS = int(os.environ.get("BENCH_EPOCHS", "9"))
+FILTERS, BLOCKS, DENSE, BATCHES = [8, 16, 32], [1, 2, 3], [32, 64, 128], [32, 64, 128]
+SPACE: dict[str, Any] = {
+    "filters": hp.choice("filters", FILTERS),
+    "blocks": hp.choice("blocks", BLOCKS),
+    "dense": hp.choice("dense", DENSE),
+    "dropout": hp.uniform("dropout", 0.0, 0.5),
+    "lr": hp.loguniform("lr", math.log(1e-4), math.log(3e-2)),
+    "batch_size": hp.choice("batch_size", BATCHES),
+}
+
+
+# -- the objective, shared by every system -------------------------------------------
+@functools.lru_cache(maxsize=1)
+def data() -> Any:
+    """The CIFAR-10 subset of $BENCH_DATA, first $BENCH_IMAGES training images, once per process."""
+    from neural_net import datasets
+    from neural_net.settings import Settings
+
+    return datasets.load(Settings(dataset="cifar10", data_path=os.environ.get("BENCH_DATA", str(DATA)),
+                                  dataset_size=int(os.environ.get("BENCH_IMAGES", "2000")),
+                                  validation_split=0.2, seed=0, offline=True))
+
+
+def train(params: dict[str, Any], callbacks: list[Any], resume_from: Callable[[], tuple[Any, int, dict]] | None = None
+          ) -> dict[str, Any]:
+    """Fit the CNN of ``params`` for up to EPOCHS epochs; its epochs, best validation and final test accuracy."""
+    import keras
+
+    d = data()
+    keras.utils.set_random_seed(int(os.environ.get("HKS_SEED", "0")))
+    model, initial_epoch = None, 0
+    if resume_from is not None:
+        model, initial_epoch, _ = resume_from()
+    if model is None:
+        layers: list[Any] = [keras.Input(d.input_shape)]
+        for block in range(int(params["blocks"])):
+            layers += [keras.layers.Conv2D(int(params["filters"]) * 2 ** block, 3, padding="same", activation="relu"),
+                       keras.layers.MaxPooling2D()]
+        layers += [keras.layers.Flatten(), keras.layers.Dropout(float(params["dropout"])),
+                   keras.layers.Dense(int(params["dense"]), activation="relu"), keras.layers.Dense(10, activation="softmax")]
+        model = keras.Sequential(layers)
+        model.compile(optimizer=keras.optimizers.Adam(float(params["lr"])), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    history = model.fit(d.train.x, d.train.fine, validation_data=(d.validation.x, d.validation.fine),
+                        batch_size=int(params["batch_size"]), epochs=EPOCHS, initial_epoch=initial_epoch,
+                        verbose=0, callbacks=callbacks).history
+    test = d.test.take(slice(0, TEST_IMAGES))
+    _, test_accuracy = model.evaluate(test.x, test.fine, batch_size=256, verbose=0)
+    keras.backend.clear_session()
+    return {"epochs_trained": len(history["val_accuracy"]), "val_accuracy": max(history["val_accuracy"]),
+            "test_accuracy": float(test_accuracy), "end_time": time.time()}
+
+
+def objective(params: dict[str, Any]) -> dict[str, Any]:
+    """Caviar's objective: reports each epoch (and checkpoints) through neural_net.callbacks."""
+    from neural_net.callbacks import ReportEpochs, resume
+
+    checkpoint = Path(tempfile.mkdtemp()) / "checkpoint.keras"
+    callback = ReportEpochs(checkpoint, monitors=("val_accuracy",))
+    scores = train(params, [callback], lambda: resume(checkpoint))
+    scores["epochs_trained"] = len(callback.history["val_accuracy"])  # epochs before a restart included
+    return {"loss": -scores["val_accuracy"], "status": "ok", **scores}
+
+
+objective.metric, objective.maximize = "accuracy", True  # type: ignore[attr-defined]
+objective.scheduler, objective.max_steps = "asha", EPOCHS  # type: ignore[attr-defined]
+
+
+def optuna_worker(storage_path: str, study_name: str, pruner: str, trials: int, seed: int) -> None:
+    """One Optuna process: TPE and the pruner on the shared journal, until ``trials`` trials exist."""
+    import keras
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruners = {"sh": optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+               "hb": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)}
+    study = optuna.create_study(storage=JournalStorage(JournalFileBackend(storage_path)), study_name=study_name,
+                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=pruners[pruner], load_if_exists=True)
+
+    class Report(keras.callbacks.Callback):
+        def __init__(self, trial: optuna.Trial):
+            super().__init__()
+            self.trial, self.pruned = trial, False
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.trial.report(float((logs or {})["val_accuracy"]), epoch + 1)
+            if self.trial.should_prune():
+                self.pruned, self.model.stop_training = True, True
+
+    def run(trial: optuna.Trial) -> float:
+        if trial.number >= trials:
+            study.stop()
+            raise optuna.TrialPruned()
+        params = {"filters": trial.suggest_categorical("filters", FILTERS),
+                  "blocks": trial.suggest_categorical("blocks", BLOCKS),
+                  "dense": trial.suggest_categorical("dense", DENSE),
+                  "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+                  "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+                  "batch_size": trial.suggest_categorical("batch_size", BATCHES)}
+        report = Report(trial)
+        scores = train(params, [report])
+        for key, value in scores.items():
+            trial.set_user_attr(key, value)
+        if report.pruned:
+            raise optuna.TrialPruned()
+        return scores["val_accuracy"]
+
+    study.optimize(run, n_trials=trials, callbacks=[optuna.study.MaxTrialsCallback(trials, states=None)])
+
+
+# -- running the systems ---------------------------------------------------------------
+@dataclass
+class Run:
+    system: str
+    start: float
+    wall: float
+    trials: list[dict[str, Any]]  # epochs_trained, val_accuracy, test_accuracy, end_time; in order of ending
+
+
+def env(extra: dict[str, str]) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("HKS_", "MONGO_", "EXPERIMENT_"))}
+    return keep | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""} | extra
+
+
+def run_caviar(scheduler: str, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
+    from caviar.store.mongo import MongoStore
+    from tests.helpers.server import NxServer
+
+    with NxServer(workdir / f"mongo-{scheduler}") as server:
+        url = f"{server.url}/bench"
+        log = open(workdir / f"caviar-{scheduler}.log", "wb")
+        start = time.time()
+        master = subprocess.Popen(
+            [sys.executable, "-m", "optimizer", "--mongo", url, "--exp-key", scheduler, "--space",
+             "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective", "--max-evals",
+             str(args.trials), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
+             "--results-dir", str(workdir / f"results-{scheduler}"), "--no-plots", "--no-tensorboard",
+             "--lookahead", "0"],
+            cwd=ROOT, env=env(bench_env), stdout=log, stderr=subprocess.STDOUT)
+        workers = [subprocess.Popen([sys.executable, "-m", "worker", "--mongo", url, "--exp-key", scheduler],
+                                    cwd=ROOT, env=env(bench_env), stdout=log, stderr=subprocess.STDOUT)
+                   for _ in range(args.workers)]
+        code = master.wait()
+        wall = time.time() - start
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=600)
+        if code != 0:
+            raise SystemExit(f"caviar-{scheduler}: the master exited {code}; see {workdir}/caviar-{scheduler}.log")
+        docs = MongoStore(url, scheduler).trial_docs()
+    trials = [d["result"] for d in docs if d["result"].get("status") == "ok"]
+    return Run(f"caviar-{scheduler}", start, wall, sorted(trials, key=lambda r: r["end_time"]))
+
+
+def run_optuna(pruner: str, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = str(workdir / f"optuna-{pruner}.journal")
+    log = open(workdir / f"optuna-{pruner}.log", "wb")
+    start = time.time()
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.early_stopping", "optuna-worker", "--journal", journal,
+                               "--pruner", pruner, "--trials", str(args.trials), "--seed", str(seed)],
+                              cwd=ROOT, env=env(bench_env), stdout=log, stderr=subprocess.STDOUT)
+             for seed in range(args.workers)]
+    codes = [p.wait() for p in procs]
+    wall = time.time() - start
+    if any(codes):
+        raise SystemExit(f"optuna-{pruner}: a process exited {codes}; see {workdir}/optuna-{pruner}.log")
+    study = optuna.load_study(study_name="bench", storage=JournalStorage(JournalFileBackend(journal)))
+    trials = [dict(t.user_attrs) for t in study.trials if "end_time" in t.user_attrs]
+    return Run(f"optuna-{pruner}", start, wall, sorted(trials, key=lambda r: r["end_time"]))
+
+
+# -- measures ------------------------------------------------------------------------
+def to_target(run: Run, target: float) -> tuple[int | None, float | None]:
+    """Epochs and seconds until the first finished trial at or above ``target`` validation accuracy."""
+    epochs = 0
+    for trial in run.trials:
+        epochs += trial["epochs_trained"]
+        if trial["val_accuracy"] >= target:
+            return epochs, trial["end_time"] - run.start
+    return None, None
+
+
+def best_within(run: Run, budget: int) -> dict[str, Any] | None:
+    """The best trial by validation among those finished within ``budget`` epochs."""
+    epochs, best = 0, None
+    for trial in run.trials:
+        epochs += trial["epochs_trained"]
+        if epochs > budget:
+            break
+        if best is None or trial["val_accuracy"] > best["val_accuracy"]:
+            best = trial
+    return best
+
+
+def table(runs: list[Run]) -> str:
+    reference = next((r for r in runs if r.system == "caviar-none"), None)
+    target = max(t["val_accuracy"] for t in reference.trials) if reference else None
+    stopping = [r for r in runs if r.system != "caviar-none"]
+    budget = min(sum(t["epochs_trained"] for t in r.trials) for r in stopping) if stopping else None
+    lines = [f"target: best validation accuracy of caviar-none = {target if target is None else f'{target:.4f}'}; "
+             f"equal-epoch budget E = {budget}", "",
+             "| system | trials | epochs | wall s | best val | epochs to target | s to target | "
+             f"best val within E | its test acc |", "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        epochs = sum(t["epochs_trained"] for t in run.trials)
+        stopped = sum(1 for t in run.trials if t["epochs_trained"] < EPOCHS)
+        to_epochs, to_seconds = to_target(run, target) if target is not None else (None, None)
+        within = best_within(run, budget) if budget is not None else None
+        lines.append("| " + " | ".join([
+            run.system, f"{len(run.trials)} ({stopped} stopped)", str(epochs), f"{run.wall:.0f}",
+            f"{max(t['val_accuracy'] for t in run.trials):.4f}",
+            "not reached" if to_epochs is None else str(to_epochs), "-" if to_seconds is None else f"{to_seconds:.0f}",
+            "-" if within is None else f"{within['val_accuracy']:.4f}",
+            "-" if within is None else f"{within['test_accuracy']:.4f}",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.early_stopping")
+    sub = p.add_subparsers(dest="command")
+    worker = sub.add_parser("optuna-worker")
+    worker.add_argument("--journal", required=True)
+    worker.add_argument("--pruner", choices=["sh", "hb"], required=True)
+    worker.add_argument("--trials", type=int, required=True)
+    worker.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--images", type=int, default=2000, help="training images, 20%% of them for validation")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--systems", nargs="+", default=["caviar-none", "caviar-asha", "optuna-sh", "optuna-hb"])
+    p.add_argument("--output", default=str(ROOT / "bench" / "results" / "early_stopping.md"))
+    args = p.parse_args(argv)
+    if args.command == "optuna-worker":
+        optuna_worker(args.journal, "bench", args.pruner, args.trials, args.seed)
+        return 0
+    bench_env = {"BENCH_EPOCHS": str(args.epochs), "BENCH_IMAGES": str(args.images), "BENCH_DATA": args.data}
+    os.environ.update(bench_env)
+    globals()["EPOCHS"] = args.epochs
+    workdir = Path(tempfile.mkdtemp(prefix="bench-early-"))
+    runs = []
+    for system in args.systems:
+        kind, _, variant = system.partition("-")
+        print(f"running {system} ...", flush=True)
+        run = (run_caviar if kind == "caviar" else run_optuna)(variant, args, workdir, bench_env)
+        print(json.dumps({"system": system, "wall": round(run.wall), "epochs": sum(t["epochs_trained"] for t in run.trials)}),
+              flush=True)
+        runs.append(run)
+    text = (f"# Early stopping benchmark, {dt.date.today()}\n\n{args.trials} trials of up to {args.epochs} epochs, "
+            f"{args.images} CIFAR-10 images (20% validation), {TEST_IMAGES} test images, {args.workers} workers, "
+            f"{os.cpu_count()} CPU cores\n\n{table(runs)}\n")
+    print(text)
+    Path(args.output).write_text(text)
+    (workdir / "runs.json").write_text(json.dumps([r.__dict__ for r in runs]))
+    print(f"raw data: {workdir}/runs.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

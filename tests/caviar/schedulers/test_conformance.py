@@ -1,0 +1,109 @@
+"""One behaviour suite for every scheduler (like Optuna's pruner tests), then what sets each apart."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from caviar.errors import CaviarError
+from caviar.schedulers import CONFIG_ENV, SCHEDULERS, Scheduler, from_config, from_env
+from caviar.schedulers.asha import Asha
+from caviar.schedulers.hyperband import Hyperband
+from caviar.schedulers.median import MIN_PEERS, MedianScheduler
+
+MAX = 9
+
+
+@pytest.fixture(params=sorted(SCHEDULERS))
+def scheduler(request: pytest.FixtureRequest) -> Scheduler:
+    return SCHEDULERS[request.param](min_epochs=1, reduction_factor=3, max_epochs=MAX)
+
+
+def rungs(s: Scheduler, tid: int) -> list[int]:
+    return [step for step in range(MAX + 2) if s.decides_at(tid, step)]
+
+
+def test_the_configuration_rebuilds_the_same_scheduler(scheduler: Scheduler) -> None:
+    again = from_config(scheduler.config())
+    assert type(again) is type(scheduler) and again.config() == scheduler.config()
+    assert from_env({CONFIG_ENV: json.dumps(scheduler.config())}).config() == scheduler.config()
+
+
+def test_decisions_depend_only_on_the_losses(scheduler: Scheduler) -> None:
+    losses = {tid: float((tid * 7) % 11) for tid in range(12)}
+    for tid in losses:
+        for step in rungs(scheduler, tid):
+            first = scheduler.decide(tid, step, losses)
+            assert scheduler.decide(tid, step, dict(reversed(list(losses.items())))) == first
+            assert from_config(scheduler.config()).decide(tid, step, losses) == first
+
+
+def test_the_best_trial_and_a_lone_trial_go_on(scheduler: Scheduler) -> None:
+    losses = {tid: float(tid) for tid in range(12)}
+    for tid in range(12):
+        for step in rungs(scheduler, tid):
+            assert not scheduler.decide(tid, step, {tid: 5.0}).stop
+            best_in_view = {other: loss for other, loss in losses.items()} | {tid: -1.0}
+            assert not scheduler.decide(tid, step, best_in_view).stop
+
+
+def test_a_nan_report_stops_the_trial_where_it_decides(scheduler: Scheduler) -> None:
+    decided = [(tid, step) for tid in range(6) for step in rungs(scheduler, tid)]
+    for tid, step in decided:
+        assert scheduler.decide(tid, step, {tid: None, 99: 1.0}).stop
+    assert decided or scheduler.name == "none"
+
+
+def test_no_decision_at_or_after_the_last_epoch(scheduler: Scheduler) -> None:
+    assert not any(scheduler.decides_at(tid, step) for tid in range(6) for step in (MAX, MAX + 1))
+
+
+@pytest.mark.parametrize("knobs", [{"min_epochs": 0}, {"reduction_factor": 1}, {"max_epochs": 0}, {"min_epochs": 1.5}])
+def test_bad_knobs_are_refused_with_their_value(knobs: dict) -> None:
+    for name in SCHEDULERS:
+        with pytest.raises(CaviarError, match=str(list(knobs.values())[0])):
+            from_config({"name": name, "max_epochs": MAX} | knobs)
+
+
+def test_unknown_or_unreadable_configurations() -> None:
+    assert from_env({}).name == "none"
+    with pytest.raises(CaviarError, match="'fifo'"):
+        from_config({"name": "fifo"})
+    with pytest.raises(CaviarError, match="not JSON"):
+        from_env({CONFIG_ENV: "asha"})
+    with pytest.raises(CaviarError, match="needs max_epochs"):
+        from_config({"name": "hyperband"})
+
+
+def test_asha_keeps_one_in_reduction_factor_at_each_rung() -> None:
+    asha = Asha(min_epochs=1, reduction_factor=3, max_epochs=27)
+    assert [s for s in range(30) if asha.decides_at(0, s)] == [1, 3, 9]
+    losses = {tid: float(tid) for tid in range(9)}
+    assert [tid for tid in losses if not asha.decide(tid, 3, losses).stop] == [0, 1, 2]
+    # Asynchronous: judged on what has arrived so far (no waiting); the first of a rung goes on.
+    assert not asha.decide(5, 1, {5: 5.0}).stop
+    assert not asha.decide(5, 1, {5: 5.0, 6: 6.0}).stop
+    assert asha.decide(5, 1, {4: 4.0, 5: 5.0}).stop
+    assert asha.decide(5, 1, {3: 3.0, 4: 4.0, 5: 5.0}).cutoff == 3.0
+    assert asha.decide(5, 1, {t: float(t) for t in range(7)}).cutoff == 1.0
+
+
+def test_hyperband_brackets_start_later_and_compare_within_their_bracket() -> None:
+    hb = Hyperband(min_epochs=1, reduction_factor=3, max_epochs=9)
+    assert hb.brackets == 3
+    assert rungs(hb, 0) == [1, 3] and rungs(hb, 1) == [3] and rungs(hb, 2) == []
+    # Trial 3 (bracket 0) is compared with trials 0 and 6 only; the better trials of other brackets do not count.
+    losses = {0: 5.0, 1: 0.0, 2: 0.0, 3: 4.0, 4: 0.0, 6: 3.0}
+    decision = hb.decide(3, 1, losses)
+    assert decision.stop and decision.peers == 3 and decision.cutoff == 3.0
+
+
+def test_median_needs_enough_peers_then_stops_the_worse_half() -> None:
+    median = MedianScheduler(min_epochs=2, max_epochs=MAX)
+    assert rungs(median, 0) == list(range(2, MAX))
+    few = {tid: float(tid) for tid in range(MIN_PEERS - 1)}
+    assert not median.decide(MIN_PEERS, 2, few | {MIN_PEERS: 100.0}).stop
+    many = {tid: float(tid) for tid in range(MIN_PEERS + 1)}
+    assert median.decide(10, 2, many | {10: 2.5}).stop
+    assert not median.decide(10, 2, many | {10: 1.5}).stop
