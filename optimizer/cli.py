@@ -68,7 +68,7 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
                    help="log trials to <results-dir>/tensorboard/; default: the trials with per-epoch curves")
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    schedulers.add_flags(p, family)  # issue 10: --scheduler, --min-epochs, --reduction-factor
+    schedulers.add_flags(p, family)
     if family is not None and family.settings:
         group = p.add_argument_group(f"settings of the model family ({type(family).__name__})")
         for setting in family.settings:
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     if args.space is None:
         raise CaviarError(f"objective {args.objective!r} has no default space: give --space module:attribute")
     env = export_family_settings(family, args)
-    env |= schedulers.export(args, family)  # issue 10: recorded in the experiment, so workers stop alike
+    env |= schedulers.export(args, family)  # recorded in the experiment, so workers stop alike
     space = import_attr(args.space, what="space")
     results = ResultsDir(args.results_dir)
     identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None}

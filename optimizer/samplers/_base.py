@@ -7,7 +7,7 @@ told the experiment as two plain sequences of hyperopt-style trial documents:
 - ``finished``: DONE trials (``result["status"]`` "ok" with a ``loss``, or
   "fail"), in tid order. It only ever grows, so a sampler may keep what it
   learnt from earlier calls and look only at the documents it has not seen
-  (the master will hand over an append-only history, issue 8);
+  (the master keeps an append-only history of finished trials);
 - ``pending``: queued and running trials, *including* the proposals made
   earlier in the same top-up, so a parallel-aware sampler can steer away
   from points that are already being evaluated.
