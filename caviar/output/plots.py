@@ -44,7 +44,7 @@ from matplotlib.transforms import blended_transform_factory
 from sklearn.ensemble import RandomForestRegressor
 
 from caviar.objective import flatten_params
-from caviar.output.results import atomic_write
+from caviar.files import atomic_write
 from caviar.store import DONE, is_ok
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,13 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from typing import Any
 
 from hyperopt import Trials
 from hyperopt.base import trials_from_docs
 
 from caviar.errors import CaviarError
+from caviar.files import atomic_write, write_json
 from caviar.store import DONE, best_doc, is_ok
 
 log = logging.getLogger(__name__)
@@ -36,43 +36,6 @@ EXPERIMENT = "experiment.json"
 # What makes two searches the same search; a folder holds one of them only.
 IDENTITY = ("space", "objective", "exp_key")
 TRIAL_FILE = re.compile(r"_tid(\d+)_.*\.json$")
-
-
-def _file_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp's is 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half of one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def write_json(path: str, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def score_name(doc: dict[str, Any]) -> str:

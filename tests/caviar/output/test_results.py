@@ -7,7 +7,8 @@ import pickle
 import pytest
 
 from caviar.errors import CaviarError
-from caviar.output.results import ResultsDir, atomic_write, score_name
+from caviar.files import atomic_write
+from caviar.output.results import ResultsDir, score_name
 from caviar.store import DONE, RUNNING
 
 
