@@ -63,6 +63,8 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
                    help="log trials to <results-dir>/tensorboard/; default: the trials with per-epoch curves")
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
+    p.add_argument("--adopt", action="store_true",
+                   help="resume a results.pkl that has no experiment.json (e.g. plain hyperopt's) as this search")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     if family is not None and family.settings:
         group = p.add_argument_group(f"settings of the model family ({type(family).__name__})")
@@ -98,33 +100,38 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
         raise CaviarError(f"objective {args.objective!r} has no default space: give --space module:attribute")
     env = export_family_settings(family, args)
     space = import_attr(args.space, what="space")
-    results = ResultsDir(args.results_dir)
-    identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None}
     described = family.describe()
+    results = ResultsDir(args.results_dir, described)
+    identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None,
+                "env": env}
+    results.lock()
+    results.check(identity, args.adopt)
     if args.mongo:
         from caviar.store.mongo import MongoStore
 
         store = MongoStore(args.mongo, args.exp_key)
         known = store.get_experiment() or {}
-        for key in ("space", "objective"):
-            if known.get(key) not in (None, identity[key]):
-                raise CaviarError(
-                    f"experiment {args.exp_key!r} was started with {key} {known[key]!r}, not {identity[key]!r}"
-                )
+        clash = [f"{key} {known[key]!r} there, {identity[key]!r} now" for key in ("space", "objective", "env")
+                 if known.get(key) not in (None, identity[key])]
+        if clash:
+            raise CaviarError(f"experiment {args.exp_key!r} is another search ({'; '.join(clash)}); start a new "
+                              "one with --exp-key NEW")
         settings = {"algo": args.algo, "max_evals": args.max_evals, "lease_seconds": args.lease_seconds}
-        results.prepare(identity, settings | described)
-        store.put_experiment(identity | settings | described | {"env": env})
+        results.prepare(identity, settings | described, args.adopt)
+        results.remove_stale_temp()
+        store.put_experiment(identity | settings | described)
     else:
         from caviar.store.local import LocalStore
 
         docs = results.load_docs()
-        results.prepare(identity, {"algo": args.algo, "max_evals": args.max_evals} | described)
+        results.prepare(identity, {"algo": args.algo, "max_evals": args.max_evals} | described, args.adopt)
+        results.repair(docs)
         store = LocalStore("local", docs, artifact_dir=args.results_dir)
         if docs:
             log.info("resuming: %d finished trials in %s", len(docs), args.results_dir)
     search = Search(store, space, args.algo, args.max_evals, args.seed)
     done = store.count_by_state().get(DONE, 0)
-    with Progress(args.max_evals) as progress:
+    with Progress(args.max_evals, describe=described) as progress:
         trackers = make_trackers(args.results_dir, args.exp_key, args.mlflow,
                                  family.draw if family.diagrams else None, args.tensorboard)
         recorder = Recorder(store, results, progress, family, trackers)
@@ -146,22 +153,27 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     if results.experiment().get("finalized_at") != finished:  # once per completed total
         finalize(store, family, results, plots=not args.no_plots)
         results.prepare(identity, {"finalized_at": finished})
+        test = results.best_test()
+        if args.mongo and test is not None:  # so that `best --mongo` shows it on any host
+            store.put_experiment({"best_test": test})
     return 0
 
 
 TOOLS = {
-    "status": "where a search stands: counts, workers, best trial, pace and ETA",
+    "status": "where a search stands: counts, running trials, workers, best trial, pace and ETA",
     "plot": "draw the plots of the finished trials into results/plots/",
     "best": "print the best trial's hyperparameters and metrics",
     "export": "write the best trial's trained model to a file",
+    "rebuild": "write a damaged results.pkl anew from the trial JSONs of the results folder",
 }
 
 
 def build_tool_parser(tool: str) -> Parser:
     """The command line of ``python -m optimizer <tool>``: an experiment in MongoDB or in results/."""
     p = Parser(prog=f"python -m optimizer {tool}", description=TOOLS[tool] + ".")
-    p.env_option("--mongo", "MONGO_URL", None, help="MongoDB URL of the experiment; unset: read --results-dir")
-    p.env_option("--exp-key", "EXPERIMENT_NAME", "caviar", help="experiment name in the database")
+    if tool != "rebuild":
+        p.env_option("--mongo", "MONGO_URL", None, help="MongoDB URL of the experiment; unset: read --results-dir")
+        p.env_option("--exp-key", "EXPERIMENT_NAME", "caviar", help="experiment name in the database")
     p.env_option("--results-dir", "HKS_RESULTS_DIR", "results", help="results folder of an embedded search")
     if tool == "status":
         p.add_argument("--watch", type=positive_float, nargs="?", const=5.0, metavar="SECONDS",
@@ -172,15 +184,22 @@ def build_tool_parser(tool: str) -> Parser:
         p.add_argument("--out", help="folder of the PNGs (default: <results-dir>/plots)")
     if tool == "export":
         p.add_argument("--out", required=True, help="file to write the model to (.keras)")
+    if tool == "rebuild":
+        p.add_argument("--replace", action="store_true",
+                       help="if results.pkl exists, keep it as results.pkl.damaged and write a new one")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
-def open_experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The store holding the experiment, and its recorded settings (max_evals, lease_seconds...)."""
+def open_experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """The store holding the experiment, its recorded settings (max_evals, metric...), and its ResultsDir.
+
+    Reads only: the tools run beside a search and never change its files.
+    """
     from caviar.store.local import LocalStore
     from caviar.output.results import ResultsDir
 
+    results = ResultsDir(args.results_dir)
     if args.mongo:
         from caviar.store.mongo import MongoStore
 
@@ -188,46 +207,45 @@ def open_experiment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         experiment = store.get_experiment()
         if experiment is None:
             raise CaviarError(f"no experiment {args.exp_key!r} in the database")
-        return store, experiment
-    results = ResultsDir(args.results_dir)
+        return store, experiment, None
+    if not os.path.isdir(args.results_dir):
+        raise CaviarError(f"no search in {args.results_dir}/ (give --results-dir, or --mongo and --exp-key)")
     docs = results.load_docs()
     experiment = results.experiment()
     if not docs and not experiment:
         raise CaviarError(f"no search in {args.results_dir}/ (give --results-dir, or --mongo and --exp-key)")
-    return LocalStore("local", docs, artifact_dir=args.results_dir), experiment
+    return LocalStore("local", docs, artifact_dir=args.results_dir), experiment, results
 
 
 def tool(name: str, args: argparse.Namespace) -> int:
     """Run one of the TOOLS on an experiment."""
     import json
-    import time
 
-    from caviar.output.results import best_summary
-    from caviar.output.status import collect, render
+    from caviar.output.results import ResultsDir, best_summary
     from caviar.store import best_doc
 
-    store, experiment = open_experiment(args)
+    if name == "rebuild":
+        count = ResultsDir(args.results_dir).rebuild_pickle(args.replace)
+        print(f"wrote {args.results_dir}/results.pkl: {count} finished trials from the trial JSONs")
+        return 0
+    store, experiment, results = open_experiment(args)
     if name == "status":
-        while True:
-            status = collect(store, experiment.get("max_evals"), float(experiment.get("lease_seconds") or 60))
-            text = json.dumps(status, indent=2) if args.json else render(status)
-            if not args.watch:
-                print(text)
-                return 0
-            print("\x1b[H\x1b[2J" + text, flush=True)
-            time.sleep(args.watch)
+        return show_status(store, experiment, results, args)
     if name == "best":
         best = best_doc(store.trial_docs())
         if best is None:
             raise CaviarError("no trial has succeeded yet")
         summary = best_summary(best)
-        print(json.dumps(summary, indent=2, sort_keys=True) if args.json else render_best(summary))
+        test = experiment.get("best_test") if results is None else results.best_test()
+        if test and test.get("tid") == best["tid"]:
+            summary["test"] = test["metrics"]
+        print(json.dumps(summary, indent=2, sort_keys=True) if args.json else render_best(summary, experiment))
         return 0
     if name == "plot":
         from caviar.output.plots import make_plots
 
         out = args.out or f"{args.results_dir}/plots"
-        paths = make_plots(store.trial_docs(), out)
+        paths = make_plots(store.trial_docs(), out, experiment)
         print("\n".join(paths) if paths else "no finished trial to plot yet")
         return 0
     kept = store.fetch_best_artifact("model", args.out)
@@ -240,14 +258,42 @@ def tool(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def render_best(summary: dict[str, Any]) -> str:
-    """The best trial as aligned text."""
+def show_status(store: Any, experiment: dict[str, Any], results: Any, args: argparse.Namespace) -> int:
+    """Print the status once, or every ``--watch`` seconds until Ctrl-C (which ends it quietly)."""
+    import json
+    import time
+
+    from caviar.output.status import collect, render
+
+    try:
+        while True:
+            if results is not None and args.watch:  # an embedded search moves on: read its files again
+                store, experiment, results = open_experiment(args)
+            status = collect(store, experiment, running=None if results is None else results.running())
+            text = json.dumps(status, indent=2) if args.json else render(status)
+            if not args.watch:
+                print(text)
+                return 0
+            print("\x1b[H\x1b[2J" + text, flush=True)
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def render_best(summary: dict[str, Any], experiment: dict[str, Any]) -> str:
+    """The best trial as aligned text: its score in the family's metric, params, metrics, test-set metrics."""
+    from caviar.family import score_of
     from caviar.objective import flatten_params
 
-    lines = [f"best trial {summary['tid']}"]
+    metric = experiment.get("metric") or "loss"
+    score = score_of(summary["result"]["loss"], experiment)
+    lines = [f"best trial {summary['tid']}: {metric} {score:.4f}"]
     lines += [f"  {k:<30} {v}" for k, v in sorted(flatten_params(summary["params"]).items())]
     lines.append("metrics")
     lines += [f"  {k:<30} {v}" for k, v in sorted(summary["result"].items()) if not isinstance(v, (dict, list))]
+    if summary.get("test"):
+        lines.append("test set (the best model, evaluated once at the end)")
+        lines += [f"  {k:<30} {v}" for k, v in sorted(summary["test"].items())]
     return "\n".join(lines)
 
 
