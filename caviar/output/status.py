@@ -46,7 +46,8 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
         workers.append({"id": w["_id"], "host": w.get("host"), "gpu": w.get("gpu"), "trial": w.get("tid"),
                         "heartbeat_age": round(age, 1), "stale": age > lease_seconds})
     trials = [running_trial(d, now) for d in docs if d["state"] == RUNNING]
-    if running is not None and running.get("tid") not in {t["tid"] for t in trials}:
+    known = {d["tid"] for d in docs if d["state"] == DONE} | {t["tid"] for t in trials}
+    if running is not None and running.get("tid") not in known:  # not yet finished
         trials.append(running_trial({"tid": running["tid"], "owner": f"embedded (pid {running.get('pid')})",
                                      "book_time": running.get("started")}, now))
     best = best_doc(docs)
