@@ -75,7 +75,22 @@ def configure_logging(verbose: bool) -> None:
     )
     for name in ("hyperopt", "pymongo", "absl", "matplotlib", "h5py", "alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", tensorflow_log_level())
+
+
+# Present on every Linux machine with an NVIDIA driver loaded (and in GPU containers).
+NVIDIA_DRIVER = "/proc/driver/nvidia/version"
+
+
+def tensorflow_log_level(driver: str = NVIDIA_DRIVER) -> str:
+    """TensorFlow's C++ log level, read when it is first imported (so set before that).
+
+    "2" hides its info and warnings. Without an NVIDIA driver, TensorFlow's CUDA
+    build still tries the GPU and logs ``failed call to cuInit`` as an error on
+    every run: there "3" hides that line, which is no error on a CPU machine. A
+    GPU machine keeps "2", so real CUDA errors are shown.
+    """
+    return "2" if os.path.exists(driver) else "3"
 
 
 def exit_process(code: int) -> None:

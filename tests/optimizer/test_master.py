@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from caviar.files import TEMP_PREFIX
+from caviar.output.results import TRIAL_FILE
 from caviar.store.mongo import MongoStore
 from caviar.store import DONE, vals_key
 from tests.conftest import ROOT, Workers
@@ -43,7 +45,8 @@ def check_exactly(url: str, exp_key: str, results: Path, n: int) -> list[dict]:
     with open(results / "results.pkl", "rb") as f:
         trials = pickle.load(f)
     assert sorted(t["tid"] for t in trials.trials) == sorted(d["tid"] for d in docs)
-    assert len([p for p in os.listdir(results) if "_tid" in p]) == n
+    # One JSON per trial; a temp file a SIGKILL left behind is no trial (the next search removes it).
+    assert len([p for p in os.listdir(results) if TRIAL_FILE.search(p) and not p.startswith(TEMP_PREFIX)]) == n
     return docs
 
 
