@@ -25,14 +25,26 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise ValueError
     return value
 
 
+def int_from(low: int, high: int) -> Callable[[str], int]:
+    """A parser of integers from ``low`` to ``high``: a bound on what no search can mean (10**12 trials)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    parse.__name__ = f"an integer from {low} to {high}"
+    return parse
+
+
 positive_int.__name__ = "a positive integer"
 non_negative_int.__name__ = "a non-negative integer"
-positive_float.__name__ = "a positive number"
+positive_float.__name__ = "a positive finite number"
 
 
 class Parser(argparse.ArgumentParser):

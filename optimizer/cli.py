@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from caviar.config import Parser, configure_logging, non_negative_int, positive_float, positive_int
+from caviar.config import Parser, configure_logging, int_from, non_negative_int, positive_float
 from caviar.errors import CaviarError
 from caviar.family import ModelFamily, load_family
 from caviar.store import DONE
@@ -17,6 +17,8 @@ log = logging.getLogger("optimizer")
 
 # The default model family, by import path: the generic code never imports it by name.
 DEFAULT_OBJECTIVE = "neural_net:CNN"
+# Beyond these a value is a typo, not a plan: a million trials, a thousand queued per worker.
+MAX_EVALS, MAX_LOOKAHEAD = 1_000_000, 1000
 
 
 def objective_path(argv: Sequence[str]) -> str:
@@ -46,7 +48,7 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
     p.env_option("--space", "HKS_SPACE", family.space if family else None,
                  help="hyperopt space as module:attribute (default: the model family's)")
     p.env_option("--algo", "HKS_ALGO", "tpe", choices=["tpe", "random", "anneal"], help="search algorithm")
-    p.env_option("--max-evals", "HKS_MAX_EVALS", 50, positive_int,
+    p.env_option("--max-evals", "HKS_MAX_EVALS", 50, int_from(1, MAX_EVALS),
                  help="total finished trials (ok or failed) the experiment should hold")
     p.env_option("--seed", "HKS_SEED", 0, non_negative_int,
                  help="seed of the search; objectives read it as HKS_SEED")
@@ -55,7 +57,7 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
     p.env_option("--exp-key", "EXPERIMENT_NAME", "caviar", help="experiment name in the database")
     p.env_option("--lease-seconds", "HKS_LEASE_SECONDS", 60.0, positive_float,
                  help="a worker silent this long loses its trial to the queue")
-    p.env_option("--lookahead", "HKS_LOOKAHEAD", 2, non_negative_int,
+    p.env_option("--lookahead", "HKS_LOOKAHEAD", 2, int_from(0, MAX_LOOKAHEAD),
                  help="trials queued beyond one per live worker, so no worker waits")
     p.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=None,
                    help="log every trial to MLflow (pip install '.[mlflow]'); default: only when "
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     from caviar.output.progress import Progress
     from caviar.output.results import ResultsDir
     from caviar.output.tracking import make_trackers
+    from caviar.store.local import LocalStore
     from optimizer.master import Recorder, finalize, run_distributed, run_embedded
     from optimizer.search import Search
 
@@ -104,8 +107,8 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     results = ResultsDir(args.results_dir, described)
     identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None,
                 "env": env}
-    results.lock()
-    results.check(identity, args.adopt)
+    # Everything that can be refused is checked before the folder is touched: the space and algorithm first.
+    Search(LocalStore(), space, args.algo, args.max_evals, args.seed)
     if args.mongo:
         from caviar.store.mongo import MongoStore
 
@@ -116,13 +119,16 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
         if clash:
             raise CaviarError(f"experiment {args.exp_key!r} is another search ({'; '.join(clash)}); start a new "
                               "one with --exp-key NEW")
+    else:
+        family.prepare()  # the data set, here where the trials run (a distributed master may not have it)
+    results.lock()
+    results.check(identity, args.adopt)
+    if args.mongo:
         settings = {"algo": args.algo, "max_evals": args.max_evals, "lease_seconds": args.lease_seconds}
         results.prepare(identity, settings | described, args.adopt)
         results.remove_stale_temp()
         store.put_experiment(identity | settings | described)
     else:
-        from caviar.store.local import LocalStore
-
         docs = results.load_docs()
         results.prepare(identity, {"algo": args.algo, "max_evals": args.max_evals} | described, args.adopt)
         results.repair(docs)

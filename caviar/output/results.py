@@ -179,13 +179,14 @@ class ResultsDir:
         try:
             with open(path, "rb") as f:
                 trials = pickle.load(f)
-            docs = list(trials._dynamic_trials)
         except Exception as err:  # noqa: BLE001 - any unpickling problem
             raise CaviarError(f"cannot read {path} ({type(err).__name__}: {err}); it was left untouched; "
                               f"python -m optimizer rebuild --results-dir {self.path} rebuilds it from the "
                               "trial JSONs") from None
         if not isinstance(trials, Trials):
-            raise CaviarError(f"{path} does not hold a hyperopt Trials object; it was left untouched")
+            raise CaviarError(f"{path} does not hold a hyperopt Trials object but a {type(trials).__name__}; "
+                              "it was left untouched")
+        docs = list(trials._dynamic_trials)
         self._written = {d["tid"] for d in docs}
         return docs
 

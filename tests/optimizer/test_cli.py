@@ -115,8 +115,8 @@ def one_error_line(result):
 @pytest.mark.parametrize(
     "args, env, code, message",
     [
-        (["--max-evals", "0"], {}, 2, "argument --max-evals: invalid a positive integer value: '0'"),
-        ([], {"HKS_MAX_EVALS": "many"}, 2, "HKS_MAX_EVALS='many' is not a positive integer"),
+        (["--max-evals", "0"], {}, 2, "argument --max-evals: invalid an integer from 1 to 1000000 value: '0'"),
+        ([], {"HKS_MAX_EVALS": "many"}, 2, "HKS_MAX_EVALS='many' is not an integer from 1 to 1000000"),
         ([], {"HKS_ALGO": "grid"}, 2, "HKS_ALGO='grid' is not one of tpe, random, anneal"),
         (["--objective", "neural_net:CNN"], {"HKS_DATASET": "svhn"}, 2, "HKS_DATASET='svhn' is not one of cifar100"),
         (["--algo", "grid"], {}, 2, "invalid choice: 'grid'"),
