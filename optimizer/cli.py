@@ -109,6 +109,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                 "env": env}
     # Everything that can be refused is checked before the folder is touched: the space and algorithm first.
     Search(LocalStore(), space, args.algo, args.max_evals, args.seed)
+    results.check(identity, args.adopt)  # again under the lock below; first here, before loading any data
     if args.mongo:
         from caviar.store.mongo import MongoStore
 
