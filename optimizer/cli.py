@@ -109,7 +109,9 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                 "env": env}
     # Everything that can be refused is checked before the folder is touched: the space and algorithm first.
     Search(LocalStore(), space, args.algo, args.max_evals, args.seed)
-    results.check(identity, args.adopt)  # again under the lock below; first here, before loading any data
+    if os.path.isdir(args.results_dir):  # a busy or foreign folder is refused before any data set is loaded
+        results.lock()
+    results.check(identity, args.adopt)
     if args.mongo:
         from caviar.store.mongo import MongoStore
 
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                               "one with --exp-key NEW")
     else:
         family.prepare()  # the data set, here where the trials run (a distributed master may not have it)
-    results.lock()
+    results.lock()  # creates a new folder, now that nothing is left to refuse
     results.check(identity, args.adopt)
     if args.mongo:
         settings = {"algo": args.algo, "max_evals": args.max_evals, "lease_seconds": args.lease_seconds}
@@ -320,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CaviarError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted; no error, nothing more to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:  # a folder or file the user named that cannot be written or read
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -126,6 +126,8 @@ class ResultsDir:
         An ``flock`` on the folder itself: the kernel drops it when the process
         dies, so a crash can never leave the folder locked, and no file is made.
         """
+        if self._lock_fd is not None:
+            return
         os.makedirs(self.path, exist_ok=True)
         fd = os.open(self.path, os.O_RDONLY)
         try:

@@ -118,7 +118,7 @@ def test_a_second_master_with_another_objective_is_refused(mongo_url: str, tmp_p
     master = start_master(mongo_url, "e", tmp_path / "r", 5, log=tmp_path / "m.log")
     assert master.wait(timeout=60) == 1
     last = (tmp_path / "m.log").read_text().strip().splitlines()[-1]
-    assert last.startswith("error: experiment 'e' was started with objective 'tests.helpers.objectives:quadratic'")
+    assert last.startswith("error: experiment 'e' is another search (objective 'tests.helpers.objectives:quadratic' there")
 
 
 def test_an_unreachable_database_is_one_clear_line(tmp_path: Path):
