@@ -93,11 +93,11 @@ def test_a_foreign_results_pkl_is_adopted_only_with_adopt(project: Path) -> None
 
 
 def test_a_second_search_in_a_busy_folder_is_refused(project: Path) -> None:
-    first = subprocess.Popen(command("--max-evals", "30"), cwd=project, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env_for(project, USER_OBJECTIVE_SLEEP="0.5"))
+    first = subprocess.Popen(command("--max-evals", "100"), cwd=project, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env_for(project, USER_OBJECTIVE_SLEEP="2"))
     try:
         wait_until(lambda: (project / "results" / "results.pkl").exists(), 60, "a first finished trial")
-        second = run(project, "--max-evals", "30")
+        second = run(project, "--max-evals", "100")
         assert first.poll() is None, "the first search ended too early for this test"
         assert one_error_line(second) == ("error: another search is running in results/; wait for it to end, "
                                           "or start a new folder with --results-dir NEW")
@@ -107,8 +107,8 @@ def test_a_second_search_in_a_busy_folder_is_refused(project: Path) -> None:
 
 
 def test_status_of_an_embedded_search_shows_its_running_trial_and_its_metric(project: Path) -> None:
-    first = subprocess.Popen(command("--max-evals", "30"), cwd=project, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env_for(project, USER_OBJECTIVE_SLEEP="0.5"))
+    first = subprocess.Popen(command("--max-evals", "100"), cwd=project, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env_for(project, USER_OBJECTIVE_SLEEP="2"))
     try:
         wait_until(lambda: (project / "results" / "results.pkl").exists(), 60, "a first finished trial")
         seen: list[dict] = []
