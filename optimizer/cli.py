@@ -124,8 +124,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                               "one with --exp-key NEW")
     else:
         family.prepare()  # the data set, here where the trials run (a distributed master may not have it)
-    results.lock()  # creates a new folder, now that nothing is left to refuse
-    results.check(identity, args.adopt)
+    results.lock()  # creates a new folder, now that nothing is left to refuse; prepare() checks again under it
     if args.mongo:
         settings = {"algo": args.algo, "max_evals": args.max_evals, "lease_seconds": args.lease_seconds}
         results.prepare(identity, settings | described, args.adopt)

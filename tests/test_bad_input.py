@@ -146,7 +146,8 @@ CASES = [
     ("mongo not a URL", [*USER, "--mongo", "not a url"], {}, None, "error: "),
     ("mongo http URL", [*USER, "--mongo", "http://example.com/x"], {}, None, "error: "),
     ("mongo empty host", [*USER, "--mongo", "mongodb://"], {}, None, "error: "),
-    ("mongo unreachable", [*USER, "--mongo", "mongodb://127.0.0.1:1/caviar"], {}, None, "cannot use MongoDB at mongodb://127.0.0.1:1/caviar"),
+    ("mongo unreachable", [*USER, "--mongo", "mongodb://127.0.0.1:1/caviar", "--results-dir", "fresh"], {}, None,
+     "cannot use MongoDB at mongodb://127.0.0.1:1/caviar"),
     ("MONGO_URL garbage", USER, {"MONGO_URL": "garbage"}, None, "error: "),
     # results folders
     ("results-dir is a file", [*USER, "--results-dir", "afile"], {}, None, "afile"),
