@@ -2,7 +2,8 @@
 
 Layers, each importing only those listed before it (tests/test_layers.py checks it):
 
-- ``caviar.errors``, ``caviar.imports``, ``caviar.config``: the error users see, import paths, flags and logging;
+- ``caviar.errors``, ``caviar.imports``, ``caviar.config``, ``caviar.files``: the error users see, import paths,
+  flags and logging, files written atomically;
 - ``caviar.objective``, ``caviar.family``: the public contract of an objective and of a model family;
 - ``caviar.store``: where one experiment's trials live (the interface, ``LocalStore``, ``MongoStore``);
 - ``caviar.runner``: running one claimed trial (heartbeat, evaluation, artifacts);

@@ -25,14 +25,26 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise ValueError
     return value
 
 
+def int_from(low: int, high: int) -> Callable[[str], int]:
+    """A parser of integers from ``low`` to ``high``: a bound on what no search can mean (10**12 trials)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    parse.__name__ = f"an integer from {low} to {high}"
+    return parse
+
+
 positive_int.__name__ = "a positive integer"
 non_negative_int.__name__ = "a non-negative integer"
-positive_float.__name__ = "a positive number"
+positive_float.__name__ = "a positive finite number"
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,7 +87,22 @@ def configure_logging(verbose: bool) -> None:
     )
     for name in ("hyperopt", "pymongo", "absl", "matplotlib", "h5py", "alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", tensorflow_log_level())
+
+
+# Present on every Linux machine with an NVIDIA driver loaded (and in GPU containers).
+NVIDIA_DRIVER = "/proc/driver/nvidia/version"
+
+
+def tensorflow_log_level(driver: str = NVIDIA_DRIVER) -> str:
+    """TensorFlow's C++ log level, read when it is first imported (so set before that).
+
+    "2" hides its info and warnings. Without an NVIDIA driver, TensorFlow's CUDA
+    build still tries the GPU and logs ``failed call to cuInit`` as an error on
+    every run: there "3" hides that line, which is no error on a CPU machine. A
+    GPU machine keeps "2", so real CUDA errors are shown.
+    """
+    return "2" if os.path.exists(driver) else "3"
 
 
 def exit_process(code: int) -> None:

@@ -12,13 +12,17 @@ one clear line instead of failing every trial in the queue.
 
 A result may carry ``artifacts``: ``{name: path of a file}`` such as a trained
 model. The runner pops them before the result is stored and keeps the files of
-the best trial only (see ``Artifacts``).
+the best trial only (``caviar.runner.artifacts``). Write them into ``trial_dir()``,
+the trial's own scratch folder, which the runner deletes once the store has
+copied what it keeps; a file anywhere else is copied, never deleted.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import time
 import traceback
 from typing import Any, Callable
@@ -32,7 +36,18 @@ log = logging.getLogger(__name__)
 STATUS_OK, STATUS_FAIL = "ok", "fail"
 
 ARTIFACTS_KEY = "artifacts"
+# The runner names each trial's scratch folder in this environment variable while the objective runs.
+TRIAL_DIR_ENV = "CAVIAR_TRIAL_DIR"
 Objective = Callable[[dict[str, Any]], Any]
+
+
+def trial_dir() -> str:
+    """The folder for this trial's files (artifacts): the runner's scratch folder, deleted after the trial.
+
+    Outside a runner (an objective called by hand) it is a fresh temp folder,
+    which the caller owns.
+    """
+    return os.environ.get(TRIAL_DIR_ENV) or tempfile.mkdtemp(prefix="caviar-trial-")
 
 
 def to_plain(value: Any) -> Any:
@@ -88,6 +103,9 @@ def normalize(raw: Any) -> dict[str, Any]:
     else:
         return failure(f"objective returned {type(raw).__name__}, expected a float or a result dict")
     result.setdefault("status", STATUS_OK)
+    if isinstance(result.get(ARTIFACTS_KEY), dict):  # a pathlib.Path is as good as its string
+        result[ARTIFACTS_KEY] = {k: os.fspath(v) if isinstance(v, os.PathLike) else v
+                                 for k, v in result[ARTIFACTS_KEY].items()}
     if result["status"] == STATUS_OK:
         loss = result.get("loss")
         try:

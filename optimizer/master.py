@@ -78,10 +78,12 @@ def run_embedded(search: Search, family: ModelFamily, recorder: Recorder, heartb
         if doc is None:
             break
         store.worker_alive(owner, {"tid": doc["tid"], "pid": os.getpid()})
+        recorder.results.live(doc)  # what `status` shows as running: it reads results/ only
         result, artifacts = run_trial(store, doc, family, owner, heartbeat_seconds)
         store.finish(doc["tid"], owner, result, artifacts)
         discard_artifacts(artifacts)
         recorder.observe(store.count_by_state())
+    recorder.results.live(None)
 
 
 def run_distributed(
@@ -140,8 +142,7 @@ def finalize(store: TrialStore, family: ModelFamily, results: ResultsDir, plots:
         try:
             from caviar.output.plots import make_plots
 
-            label = family.metric if family.maximize else f"-{family.metric} (higher is better)"
-            make_plots(docs, os.path.join(results.path, "plots"), label)
+            make_plots(docs, os.path.join(results.path, "plots"), family.describe())
         except Exception as err:  # noqa: BLE001 - plots are never worth failing a finished search
             log.warning("could not draw the plots: %s", err)
     best = best_doc(docs)

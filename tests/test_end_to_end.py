@@ -52,6 +52,14 @@ def test_two_trials_then_resume_to_three(workdir):
     runs = [p for p in os.listdir(results / "tensorboard") if (results / "tensorboard" / p).is_dir()]
     assert sorted(runs) == sorted(p.split("_tid00000_")[-1].split("_tid00001_")[-1][:-5] for p in trial_files)
 
+    assert all(name.startswith("000000.") for name in trial_files)  # an accuracy, readable and sortable
+    before = {p: (results / p).read_bytes() for p in os.listdir(results) if (results / p).is_file()}
+    other = search(workdir, "--max-evals", "3", "--dataset", "cifar10")
+    assert other.returncode == 1 and other.stderr.strip().splitlines()[-1] == (
+        "error: results/ holds another search (HKS_DATASET 'cifar100' there, 'cifar10' now); "
+        "start a new folder with --results-dir NEW")
+    assert {p: (results / p).read_bytes() for p in os.listdir(results) if (results / p).is_file()} == before
+
     second = search(workdir, "--max-evals", "3")
     assert second.returncode == 0, second.stderr[-3000:]
     trials = finished_trials(workdir)

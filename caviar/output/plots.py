@@ -9,7 +9,13 @@ and writes the PNGs that answer the usual questions after a search:
   option;
 - ``best_so_far.png``: whether the search is still improving;
 - ``learning_curves.png``: whether the best models were still learning;
-- ``importance.png``: which hyperparameters drive the score (random forest).
+- ``importance.png``: which hyperparameters drive the score (random forests on
+  bootstrap resamples: the bar is the mean, the whisker the spread), drawn from
+  ``MIN_IMPORTANCE_TRIALS`` ok trials on, and never for a hyperparameter the
+  search marked inactive (an empty list in hyperopt's ``misc.vals``).
+
+The score is the family's own metric (``describe()``: its name, and whether
+higher is better), so a loss is plotted as a loss and "best" is its minimum.
 
 Any search space works: hyperparameters are read from each trial's concrete
 ``params`` (nested dicts and lists flattened to dotted names such as
@@ -33,6 +39,7 @@ import numbers
 import os
 import re
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -43,8 +50,9 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 from sklearn.ensemble import RandomForestRegressor
 
+from caviar.family import score_of
 from caviar.objective import flatten_params
-from caviar.output.results import atomic_write
+from caviar.files import atomic_write
 from caviar.store import DONE, is_ok
 
 log = logging.getLogger(__name__)
@@ -59,7 +67,9 @@ COLUMNS = 4
 # A numeric parameter with at most this many distinct values is plotted as groups.
 MAX_GROUPS = 6
 # Fewer ok trials than this make a random forest's importances noise.
-MIN_IMPORTANCE_TRIALS = 5
+MIN_IMPORTANCE_TRIALS = 12
+# Bootstrap forests whose spread is the importance's uncertainty.
+IMPORTANCE_RESAMPLES = 20
 TOP_CURVES = 5
 DPI = 110
 # Files this module writes; others of these names in out_dir are stale and removed.
@@ -70,7 +80,7 @@ _MISSING = object()
 @dataclass
 class _Trial:
     tid: int
-    score: float | None  # -loss; None for a failed trial
+    score: float | None  # the family's metric (-loss when maximized); None for a failed trial
     params: dict[str, Any]  # flat name -> value; names the trial did not draw are missing
     history: dict[str, list[float]]
 
@@ -84,8 +94,8 @@ class _Param:
     groups: bool  # plot one group per option (categorical, or a numeric with few values)
 
 
-def parameter_importance(docs: list[dict[str, Any]]) -> dict[str, float]:
-    """Random-forest importance of each varying hyperparameter for the score, largest first.
+def parameter_importance(docs: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Importance of each varying, active hyperparameter for the score, largest first: {name: (mean, spread)}.
 
     Empty when there are fewer than ``MIN_IMPORTANCE_TRIALS`` ok trials or every
     score is the same: then no ranking would mean anything.
@@ -94,16 +104,20 @@ def parameter_importance(docs: list[dict[str, Any]]) -> dict[str, float]:
     return _importances(_params(trials), trials) or {}
 
 
-def make_plots(docs: list[dict[str, Any]], out_dir: str, score_label: str = "validation accuracy") -> list[str]:
+def make_plots(docs: list[dict[str, Any]], out_dir: str, describe: Mapping[str, Any] | None = None) -> list[str]:
     """Draw every plot the finished trials support into ``out_dir``; return the PNG paths.
 
     Plots the trials cannot support yet (too few ok trials for importance, no
     training history for learning curves...) are skipped with a log message,
     and a file of a previous call that was not redrawn is removed, so the
-    folder always shows the current state. ``score_label`` names ``-loss``.
+    folder always shows the current state. ``describe`` is the family's
+    metric and direction (default: a loss, minimized).
     """
+    describe = describe or {}
+    score_label = str(describe.get("metric") or "loss")
+    maximize = bool(describe.get("maximize"))
     os.makedirs(out_dir, exist_ok=True)
-    trials = _trials(docs)
+    trials = _trials(docs, describe)
     written: list[str] = []
     if not trials:
         log.info("no plots: no finished trial yet")
@@ -111,12 +125,13 @@ def make_plots(docs: list[dict[str, Any]], out_dir: str, score_label: str = "val
         params = _params(trials)
         importance = _importances(params, trials)
         if importance:
-            params.sort(key=lambda p: -importance[p.name])
+            params.sort(key=lambda p: -importance.get(p.name, (0.0, 0.0))[0])
         drawn = [
-            _best_so_far(trials, score_label, os.path.join(out_dir, "best_so_far.png")),
-            _scatter_matrix(params, trials, importance, score_label, os.path.join(out_dir, "scatter_matrix.png")),
-            *_score_pages(params, trials, importance is not None, score_label, out_dir),
-            _learning_curves(trials, score_label, os.path.join(out_dir, "learning_curves.png")),
+            _best_so_far(trials, score_label, maximize, os.path.join(out_dir, "best_so_far.png")),
+            _scatter_matrix(params, trials, importance, score_label, maximize,
+                            os.path.join(out_dir, "scatter_matrix.png")),
+            *_score_pages(params, trials, importance is not None, score_label, maximize, out_dir),
+            _learning_curves(trials, score_label, maximize, os.path.join(out_dir, "learning_curves.png")),
             _importance_chart(importance, trials, score_label, os.path.join(out_dir, "importance.png")),
         ]
         written = [p for p in drawn if p]
@@ -129,22 +144,34 @@ def make_plots(docs: list[dict[str, Any]], out_dir: str, score_label: str = "val
     return written
 
 
+def _best(scores: np.ndarray, maximize: bool) -> int:
+    """Index of the best score: the highest of a maximized metric, the lowest of a loss."""
+    return int(np.argmax(scores) if maximize else np.argmin(scores))
+
+
 # -- reading the trials ---------------------------------------------------
 
 
-def _trials(docs: list[dict[str, Any]]) -> list[_Trial]:
-    """The finished trials in tid order, with their score and flattened hyperparameters."""
+def _trials(docs: list[dict[str, Any]], describe: Mapping[str, Any] | None = None) -> list[_Trial]:
+    """The finished trials in tid order, with their score and flattened hyperparameters.
+
+    A hyperparameter the search marked inactive in a trial (hyperopt's
+    ``misc.vals`` holds an empty list for its label) is left out of that trial.
+    """
     trials = []
     for doc in sorted((d for d in docs if d.get("state") == DONE), key=lambda d: d["tid"]):
         result = doc.get("result") or {}
         loss = result.get("loss")
         scored = is_ok(doc) and _is_number(loss) and math.isfinite(loss)
+        vals = (doc.get("misc") or {}).get("vals") or {}
         if "params" in doc:
-            params = doc["params"]
+            inactive = {label for label, v in vals.items() if not v}
+            params = {name: value for name, value in flatten_params(doc["params"]).items()
+                      if name.rpartition(".")[2] not in inactive}
         else:
-            params = {label: v[0] for label, v in doc["misc"]["vals"].items() if v}
-        score = -float(loss) if scored else None
-        trials.append(_Trial(doc["tid"], score, flatten_params(params), result.get("history") or {}))
+            params = flatten_params({label: v[0] for label, v in vals.items() if v})
+        score = score_of(float(loss), describe or {}) if scored else None
+        trials.append(_Trial(doc["tid"], score, params, result.get("history") or {}))
     return trials
 
 
@@ -198,8 +225,11 @@ def _params(trials: list[_Trial]) -> list[_Param]:
     return params
 
 
-def _importances(params: list[_Param], trials: list[_Trial]) -> dict[str, float] | None:
-    """Mean decrease in impurity of a random forest fitted to the ok trials' scores."""
+def _importances(params: list[_Param], trials: list[_Trial]) -> dict[str, tuple[float, float]] | None:
+    """Mean decrease in impurity of random forests fitted to bootstrap resamples of the ok trials' scores.
+
+    Returns {name: (mean, standard deviation over the resamples)}, largest mean first.
+    """
     ok = np.array([t.score is not None for t in trials])
     scores = np.array([t.score for t in trials if t.score is not None])
     if len(scores) < MIN_IMPORTANCE_TRIALS or not params:
@@ -209,9 +239,15 @@ def _importances(params: list[_Param], trials: list[_Trial]) -> dict[str, float]
         log.info("no parameter importance: every ok trial has the same score")
         return None
     features = np.column_stack([_encode(p) for p in params])[ok]
-    forest = RandomForestRegressor(n_estimators=300, random_state=0).fit(features, scores)
-    ranked = sorted(zip(params, forest.feature_importances_), key=lambda pair: -pair[1])
-    return {p.name: float(value) for p, value in ranked}
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed in range(IMPORTANCE_RESAMPLES):
+        sample = rng.integers(0, len(scores), len(scores))
+        forest = RandomForestRegressor(n_estimators=50, random_state=seed).fit(features[sample], scores[sample])
+        runs.append(forest.feature_importances_)
+    mean, spread = np.mean(runs, axis=0), np.std(runs, axis=0)
+    ranked = sorted(zip(params, mean, spread), key=lambda item: -item[1])
+    return {p.name: (float(m), float(sd)) for p, m, sd in ranked}
 
 
 def _encode(param: _Param) -> np.ndarray:
@@ -267,7 +303,7 @@ def _ok_index(trials: list[_Trial]) -> tuple[np.ndarray, np.ndarray]:
     return index, np.array([trials[i].score for i in index], dtype=float)
 
 
-def _best_so_far(trials: list[_Trial], score_label: str, path: str) -> str:
+def _best_so_far(trials: list[_Trial], score_label: str, maximize: bool, path: str) -> str:
     """Each trial's score and the running best, by trial id; failures marked at the bottom."""
     fig = Figure(figsize=(9, 5), layout="constrained")
     ax = fig.subplots()
@@ -275,11 +311,11 @@ def _best_so_far(trials: list[_Trial], score_label: str, path: str) -> str:
     if len(index):
         tids = np.array([trials[i].tid for i in index])
         ax.scatter(tids, scores, s=20, color="tab:blue", alpha=0.6, edgecolors="none", label="trial")
-        best = np.maximum.accumulate(scores)
+        best = (np.maximum if maximize else np.minimum).accumulate(scores)
         last = trials[-1].tid
         ax.step(np.append(tids, last), np.append(best, best[-1]), where="post", color="tab:orange", lw=2,
                 label="best so far")
-        top = int(np.argmax(scores))
+        top = _best(scores, maximize)
         ax.annotate(f"best {scores[top]:.4g} (trial {tids[top]})", (tids[top], scores[top]),
                     xytext=(0, 10), textcoords="offset points", ha="center", fontsize=9,
                     bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.9})
@@ -300,20 +336,20 @@ def _best_so_far(trials: list[_Trial], score_label: str, path: str) -> str:
     return _save(fig, path)
 
 
-def _scatter_matrix(params: list[_Param], trials: list[_Trial], importance: dict[str, float] | None,
-                    score_label: str, path: str) -> str | None:
+def _scatter_matrix(params: list[_Param], trials: list[_Trial], importance: dict[str, tuple[float, float]] | None,
+                    score_label: str, maximize: bool, path: str) -> str | None:
     """Pairs of numeric hyperparameters, each trial a dot coloured by its score."""
     numeric = [p for p in params if p.numbers is not None]
     # Continuous parameters first (few-valued ones make stripes), then the most important or most varied.
-    ranked = sorted(numeric, key=lambda p: (p.groups, -(importance or {}).get(p.name, 0.0),
+    ranked = sorted(numeric, key=lambda p: (p.groups, -(importance or {}).get(p.name, (0.0, 0.0))[0],
                                             -len(np.unique(p.numbers[~np.isnan(p.numbers)]))))
     chosen = ranked[:MAX_MATRIX_PARAMS]
     index, scores = _ok_index(trials)
     if len(chosen) < 2 or not len(index):
         log.info("no scatter matrix: it needs 2 numeric hyperparameters that vary and an ok trial")
         return None
-    index = index[np.argsort(scores)]  # the best drawn last, on top
-    scores = np.sort(scores)
+    order = np.argsort(scores if maximize else -scores)  # the best drawn last, on top
+    index, scores = index[order], scores[order]
     failed = np.array([t.score is None for t in trials])
     k = len(chosen)
     # Fixed margins (inches) rather than constrained layout, which costs seconds on 64 axes.
@@ -370,13 +406,13 @@ def _scatter_matrix(params: list[_Param], trials: list[_Trial], importance: dict
 
 
 def _score_pages(params: list[_Param], trials: list[_Trial], by_importance: bool, score_label: str,
-                 out_dir: str) -> list[str]:
+                 maximize: bool, out_dir: str) -> list[str]:
     """The score against each hyperparameter, ``PER_PAGE`` subplots a page."""
     index, scores = _ok_index(trials)
     if not len(index) or not params:
         log.info("no score-vs-parameter plots: no ok trial or no varying hyperparameter")
         return []
-    best = int(np.argmax(scores))
+    best = _best(scores, maximize)
     n_failed = len(trials) - len(index)
     pages = [params[start:start + PER_PAGE] for start in range(0, len(params), PER_PAGE)]
     order = "ordered by importance" if by_importance else "by name"
@@ -478,9 +514,10 @@ def _validation_key(history: dict[str, list[float]]) -> str | None:
     return (accuracy or keys or [None])[0]
 
 
-def _learning_curves(trials: list[_Trial], score_label: str, path: str) -> str | None:
+def _learning_curves(trials: list[_Trial], score_label: str, maximize: bool, path: str) -> str | None:
     """Per-epoch validation (solid) and training (dashed) curves of the best trials."""
-    ranked = sorted((t for t in trials if t.score is not None and t.history), key=lambda t: -t.score)
+    ranked = sorted((t for t in trials if t.score is not None and t.history),
+                    key=lambda t: -t.score if maximize else t.score)
     key = _validation_key(ranked[0].history) if ranked else None
     if key is None:
         log.info("no learning curves: no ok trial has a per-epoch validation history")
@@ -508,22 +545,24 @@ def _learning_curves(trials: list[_Trial], score_label: str, path: str) -> str |
     return _save(fig, path)
 
 
-def _importance_chart(importance: dict[str, float] | None, trials: list[_Trial], score_label: str,
+def _importance_chart(importance: dict[str, tuple[float, float]] | None, trials: list[_Trial], score_label: str,
                       path: str) -> str | None:
-    """A bar per hyperparameter, the most important on top."""
+    """A bar per hyperparameter, the most important on top, its whisker the spread over bootstrap resamples."""
     if not importance:
         return None
     names = list(importance)
-    values = np.array([importance[n] for n in names])
+    values = np.array([importance[n][0] for n in names])
+    spread = np.array([importance[n][1] for n in names])
     fig = Figure(figsize=(8.5, 0.32 * len(names) + 1.6), layout="constrained")
     ax = fig.subplots()
-    ax.barh(range(len(names)), values, color="tab:blue")
-    for y, value in enumerate(values):
-        ax.text(value, y, f" {value:.3f}", va="center", fontsize=8)
+    ax.barh(range(len(names)), values, xerr=spread, color="tab:blue", ecolor="0.3", capsize=3)
+    for y, (value, sd) in enumerate(zip(values, spread)):
+        ax.text(value + sd, y, f" {value:.3f} ± {sd:.3f}", va="center", fontsize=8)
     ax.set_yticks(range(len(names)), labels=[_short(n, 36) for n in names], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlim(0, values.max() * 1.15)
-    ax.set_xlabel("importance (random forest, mean decrease in impurity; sums to 1)")
+    ax.set_xlim(0, (values + spread).max() * 1.3)
+    ax.set_xlabel(f"importance (random forests on {IMPORTANCE_RESAMPLES} bootstrap resamples: mean ± sd; "
+                  "mean decrease in impurity)")
     n_ok = sum(t.score is not None for t in trials)
     ax.set_title(f"What drives {score_label}: {len(names)} hyperparameters, {n_ok} ok trials")
     ax.grid(axis="x", alpha=0.3)

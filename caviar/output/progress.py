@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from caviar.family import score_of
 from caviar.store import DONE, NEW, RUNNING
 
 log = logging.getLogger(__name__)
@@ -18,8 +20,10 @@ log = logging.getLogger(__name__)
 class Progress:
     """Shows finished / max-evals and the best score so far."""
 
-    def __init__(self, max_evals: int, interactive: bool | None = None, log_every: float = 30.0):
+    def __init__(self, max_evals: int, interactive: bool | None = None, log_every: float = 30.0,
+                 describe: Mapping[str, Any] | None = None):
         self.max_evals = max_evals
+        self.describe = dict(describe or {})  # the family's metric and direction: best is shown in its terms
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._bar: tqdm | None = None
         self._redirect: Any = None
@@ -42,7 +46,7 @@ class Progress:
     def show(self, counts: dict[int, int], failed: int, best_loss: float | None, workers: int | None = None) -> None:
         """Report the state; logs only when something changed or ``log_every`` passed."""
         done = counts.get(DONE, 0)
-        best = "-" if best_loss is None else f"{-best_loss:.4f}"
+        best = "-" if best_loss is None else f"{score_of(best_loss, self.describe):.4f}"
         if self._bar is not None:
             self._bar.n = done
             self._bar.set_postfix(best=best, failed=failed, running=counts.get(RUNNING, 0), queued=counts.get(NEW, 0),

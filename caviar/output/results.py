@@ -4,28 +4,37 @@
   rewritten atomically (temp file, fsync, rename) after each new result, so a
   crash at any instant leaves the previous complete file. It is also what the
   embedded mode resumes from.
-- one JSON per finished trial, named so that sorting the names orders the
-  trials by score (best last, failures first), as the seed project did;
+- one JSON per finished trial (params, ``misc`` and the full result), named so
+  that sorting the names orders the trials by the family's metric, ascending
+  (failures first); ``rebuild_pickle`` makes a results.pkl from them;
 - ``best.json``: the best trial's hyperparameters and metrics (plus the test
   set metrics of the best model once a search has ended);
-- ``experiment.json``: what the folder belongs to (space, objective), so a
-  resume with a different space is refused instead of mixing two searches.
+- ``experiment.json``: what the folder belongs to (space, objective, the
+  settings that change what a score means, the metric and its direction), so a
+  resume with anything else is refused instead of mixing two searches.
+
+Only the search that holds the folder's lock (``lock``) writes or deletes here;
+reading (``load_docs``, ``experiment``) never changes a file, so ``status``,
+``best``, ``plot`` and ``export`` can run beside a search.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import pickle
 import re
-import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 from hyperopt import Trials
 from hyperopt.base import trials_from_docs
 
 from caviar.errors import CaviarError
+from caviar.files import TEMP_PREFIX, atomic_write, write_json
+from caviar.family import score_of
 from caviar.store import DONE, best_doc, is_ok
 
 log = logging.getLogger(__name__)
@@ -33,72 +42,58 @@ log = logging.getLogger(__name__)
 PICKLE = "results.pkl"
 BEST = "best.json"
 EXPERIMENT = "experiment.json"
-# What makes two searches the same search; a folder holds one of them only.
-IDENTITY = ("space", "objective", "exp_key")
-TRIAL_FILE = re.compile(r"_tid(\d+)_.*\.json$")
+LIVE = "live.json"
+# What makes two searches the same search; a folder holds one of them only. "env" holds
+# the family's settings and the seed (what the objective reads): they change what a score means.
+IDENTITY = ("space", "objective", "exp_key", "env")
+TRIAL_FILE = re.compile(r"_tid(\d+)(_.*)?\.json$")
+# Scores in [0, 10**6) get a fixed-width integer part, so that name order is numeric order.
+SCORE_WIDTH = 13
 
 
-def _file_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp's is 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def score_name(doc: dict[str, Any], describe: Mapping[str, Any] | None = None) -> str:
+    """A readable file stem that sorts by the family's metric (``describe()``), ascending; failures first.
 
-
-FILE_MODE = _file_mode()
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half of one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def write_json(path: str, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def score_name(doc: dict[str, Any]) -> str:
-    """A file stem that sorts by score (−loss, e.g. accuracy): failures first, best last."""
+    ``000000.676100_tid00004_model_x`` is an accuracy of 0.6761, ``000012.500000_tid00000_trial``
+    a loss of 12.5. Name order is numeric order for scores in [0, 10**6); a negative score
+    starts with "-" (before all others), a larger one with "~" (after them).
+    """
     tid = f"tid{doc['tid']:05d}"
     if not is_ok(doc):
         return f"!failed_{tid}"
-    score = -doc["result"]["loss"]
+    score = score_of(doc["result"]["loss"], describe or {})
     # The objective names its model: keep it safe as (part of) a file name.
     name = re.sub(r"[^A-Za-z0-9._-]", "_", str(doc["result"].get("model_name") or "trial"))[:80]
-    if 0 <= score < 10:
-        return f"{score:.6f}_{tid}_{name}"
-    # Outside [0, 10): shift into a fixed-width positive number so text order = numeric order.
-    return f"~{score + 1e12:024.6f}_{tid}_{name}"
+    value = f"~{score:.6e}" if score >= 10**6 else f"{score:0{SCORE_WIDTH}.6f}"
+    return f"{value}_{tid}_{name}"
 
 
 def trial_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """What one trial's JSON holds: its id, hyperparameters and full result."""
+    """What one trial's JSON holds: its id, hyperparameters, hyperopt's ``misc`` and full result."""
+    misc = doc.get("misc") or {}
     return {
         "tid": doc["tid"],
         "exp_key": doc.get("exp_key"),
         "params": doc.get("params"),
+        "misc": {"idxs": misc.get("idxs"), "vals": misc.get("vals")},
         "result": doc["result"],
         "owner": doc.get("owner"),
         "book_time": doc.get("book_time"),
         "refresh_time": doc.get("refresh_time"),
+    }
+
+
+def doc_of_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The finished trial document a trial JSON was written from (``rebuild_pickle``)."""
+    tid = int(summary["tid"])
+    misc = summary.get("misc") or {}
+    if not isinstance(misc.get("vals"), dict) or not isinstance(misc.get("idxs"), dict):
+        raise ValueError("it has no misc.vals/idxs (written by an older version)")
+    return {
+        "tid": tid, "state": DONE, "spec": None, "result": dict(summary["result"]), "params": summary.get("params"),
+        "misc": {"tid": tid, "cmd": None, "workdir": None, "idxs": misc["idxs"], "vals": misc["vals"]},
+        "exp_key": None, "owner": summary.get("owner"), "version": 0,
+        "book_time": summary.get("book_time"), "refresh_time": summary.get("refresh_time"),
     }
 
 
@@ -110,25 +105,58 @@ def best_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResultsDir:
-    """Keeps results/ in step with the finished trials of one experiment."""
+    """Keeps results/ in step with the finished trials of one experiment.
 
-    def __init__(self, path: str):
+    ``describe`` is the family's metric and direction; it names the trial files.
+    """
+
+    def __init__(self, path: str, describe: Mapping[str, Any] | None = None):
         self.path = path
+        self.describe = dict(describe or {})
         self._written: set[int] = set()
         self._best_tid: int | None = None
+        self._lock_fd: int | None = None
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
-    def prepare(self, identity: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
-        """Create the folder and refuse to mix a different search into it; record its settings."""
+    def lock(self) -> None:
+        """Create the folder and hold it for this process; refuse if another search holds it.
+
+        An ``flock`` on the folder itself: the kernel drops it when the process
+        dies, so a crash can never leave the folder locked, and no file is made.
+        """
+        if self._lock_fd is not None:
+            return
         os.makedirs(self.path, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CaviarError(f"another search is running in {self.path}/; wait for it to end, or start a new "
+                              "folder with --results-dir NEW") from None
+        self._lock_fd = fd
+
+    def check(self, identity: dict[str, Any], adopt: bool = False) -> None:
+        """Refuse a folder that holds another search, or a results.pkl that no experiment.json vouches for."""
         known = self._read_json(EXPERIMENT)
-        if known is not None:
-            clash = {k: (known.get(k), identity.get(k)) for k in IDENTITY if known.get(k) != identity.get(k)}
-            if clash:
-                details = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in clash.items())
-                raise CaviarError(f"{self.path} holds another search ({details}); use another --results-dir")
+        if known is None:
+            if os.path.exists(self._file(PICKLE)) and not adopt:
+                raise CaviarError(f"{self._file(PICKLE)} has no {EXPERIMENT}: it may come from another search; "
+                                  "pass --adopt to resume it as this search, or use another --results-dir")
+            return
+        clash = [_difference(k, known.get(k), identity.get(k)) for k in IDENTITY
+                 if k in known and known.get(k) != identity.get(k)]
+        if clash:
+            raise CaviarError(f"{self.path}/ holds another search ({'; '.join(clash)}); start a new folder "
+                              "with --results-dir NEW")
+
+    def prepare(self, identity: dict[str, Any], settings: dict[str, Any] | None = None, adopt: bool = False) -> None:
+        """Refuse to mix a different search into the folder (``check``); record the search's identity and settings."""
+        os.makedirs(self.path, exist_ok=True)
+        self.check(identity, adopt)
+        known = self._read_json(EXPERIMENT)
         write_json(self._file(EXPERIMENT), (known or {}) | identity | (settings or {}))
 
     def experiment(self) -> dict[str, Any]:
@@ -146,28 +174,49 @@ class ResultsDir:
             raise CaviarError(f"cannot read {path}: {err}") from None
 
     def load_docs(self) -> list[dict[str, Any]]:
-        """The finished trials saved in results.pkl ([] if none); an unreadable file is an error, left untouched."""
+        """The finished trials saved in results.pkl ([] if none); an unreadable file is an error. Reads only."""
         path = self._file(PICKLE)
         if not os.path.exists(path):
             return []
         try:
             with open(path, "rb") as f:
                 trials = pickle.load(f)
-            docs = list(trials._dynamic_trials)
         except Exception as err:  # noqa: BLE001 - any unpickling problem
-            raise CaviarError(f"cannot read {path} ({type(err).__name__}: {err}); it was left untouched") from None
+            raise CaviarError(f"cannot read {path} ({type(err).__name__}: {err}); it was left untouched; "
+                              f"python -m optimizer rebuild --results-dir {self.path} rebuilds it from the "
+                              "trial JSONs") from None
         if not isinstance(trials, Trials):
-            raise CaviarError(f"{path} does not hold a hyperopt Trials object; it was left untouched")
+            raise CaviarError(f"{path} does not hold a hyperopt Trials object but a {type(trials).__name__}; "
+                              "it was left untouched")
+        docs = list(trials._dynamic_trials)
         self._written = {d["tid"] for d in docs}
-        self._drop_orphans()
         return docs
 
-    def _drop_orphans(self) -> None:
-        """Remove trial JSONs that results.pkl does not hold (a crash between the two writes)."""
-        for name in os.listdir(self.path):
+    def repair(self, docs: list[dict[str, Any]]) -> None:
+        """Make the trial JSONs match results.pkl after a crash; remove this folder's stale temp files.
+
+        Only the search holding the lock calls this. A trial whose JSON is
+        missing gets it back; a JSON of a trial results.pkl does not hold, or
+        under an outdated name, is removed.
+        """
+        self.remove_stale_temp()
+        wanted = {d["tid"]: f"{score_name(d, self.describe)}.json" for d in docs if d["state"] == DONE}
+        names = set(os.listdir(self.path))
+        for name in sorted(names):
             match = TRIAL_FILE.search(name)
-            if match and int(match.group(1)) not in self._written:
-                log.info("removing %s: its trial was not recorded before the last stop", name)
+            if match and not name.startswith(TEMP_PREFIX) and wanted.get(int(match.group(1))) != name:
+                log.info("removing %s: its trial is not in results.pkl (or the name is outdated)", name)
+                os.remove(self._file(name))
+        for doc in docs:
+            if doc["tid"] in wanted and wanted[doc["tid"]] not in names:
+                log.info("rewriting %s from results.pkl", wanted[doc["tid"]])
+                write_json(self._file(wanted[doc["tid"]]), trial_summary(doc))
+
+    def remove_stale_temp(self) -> None:
+        """Remove the temp files a killed search left here (only the lock holder may: they are its own)."""
+        for name in sorted(os.listdir(self.path)):
+            if name.startswith(TEMP_PREFIX):
+                log.info("removing %s: a temp file of a stopped search", name)
                 os.remove(self._file(name))
 
     def update(self, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -179,7 +228,7 @@ class ResultsDir:
         trials = trials_from_docs([d | {"exp_key": None} for d in done], validate=False)
         atomic_write(self._file(PICKLE), pickle.dumps(trials, protocol=pickle.HIGHEST_PROTOCOL))
         for doc in new:  # after the pickle: a JSON never names a trial that a resume would run again
-            write_json(self._file(f"{score_name(doc)}.json"), trial_summary(doc))
+            write_json(self._file(f"{score_name(doc, self.describe)}.json"), trial_summary(doc))
         self._written.update(d["tid"] for d in new)
         best = best_doc(done)
         if best is None or best["tid"] == self._best_tid:
@@ -191,3 +240,68 @@ class ResultsDir:
     def write_best(self, best: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         """Rewrite best.json from the best trial (and e.g. its test-set metrics)."""
         write_json(self._file(BEST), best_summary(best) | (extra or {}))
+
+    def best_test(self) -> dict[str, Any] | None:
+        """The best model's test-set metrics in best.json, with their trial: {"tid", "metrics"} (None: none yet)."""
+        best = self._read_json(BEST) or {}
+        return {"tid": best["tid"], "metrics": best["test"]} if best.get("test") else None
+
+    def live(self, doc: dict[str, Any] | None) -> None:
+        """Record the trial the embedded search is running now (None: none), for ``status`` to read."""
+        write_json(self._file(LIVE), {"tid": None} if doc is None else {
+            "tid": doc["tid"], "pid": os.getpid(), "started": doc.get("book_time"), "params": doc.get("params")})
+
+    def running(self) -> dict[str, Any] | None:
+        """The trial an embedded search is running now, if the process that recorded it is alive."""
+        live = self._read_json(LIVE)
+        if not live or live.get("tid") is None:
+            return None
+        try:
+            os.kill(int(live["pid"]), 0)
+        except ProcessLookupError:
+            return None  # the search died mid-trial; a resume runs that trial again
+        except PermissionError:
+            pass  # alive, under another user
+        return live
+
+    def rebuild_pickle(self, replace: bool = False) -> int:
+        """Write results.pkl from the trial JSONs; return how many trials it holds.
+
+        An existing results.pkl is never overwritten unless ``replace``: it is
+        then kept as results.pkl.damaged.
+        """
+        pkl = self._file(PICKLE)
+        if not os.path.isdir(self.path):
+            raise CaviarError(f"no results folder {self.path}/")
+        docs = {}
+        for name in sorted(os.listdir(self.path)):
+            if not TRIAL_FILE.search(name) or name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                doc = doc_of_summary(self._read_json(name) or {})
+            except (KeyError, TypeError, ValueError) as err:
+                raise CaviarError(f"cannot rebuild from {self._file(name)}: {err}") from None
+            if doc["tid"] in docs:
+                raise CaviarError(f"two trial JSONs for trial {doc['tid']} in {self.path}/: remove one first")
+            docs[doc["tid"]] = doc
+        if not docs:
+            raise CaviarError(f"no trial JSON in {self.path}/ to rebuild {PICKLE} from")
+        if os.path.exists(pkl):
+            damaged = pkl + ".damaged"
+            if not replace:
+                raise CaviarError(f"{pkl} exists; pass --replace to keep it as {os.path.basename(damaged)} and "
+                                  "write a new one")
+            if os.path.exists(damaged):
+                raise CaviarError(f"{damaged} exists too; move it away first")
+            os.rename(pkl, damaged)
+        trials = trials_from_docs([docs[t] for t in sorted(docs)], validate=False)
+        atomic_write(pkl, pickle.dumps(trials, protocol=pickle.HIGHEST_PROTOCOL))
+        return len(docs)
+
+
+def _difference(key: str, there: Any, now: Any) -> str:
+    """One clause of the refusal: the setting (each differing variable of "env") there and now."""
+    if key == "env" and isinstance(there, dict) and isinstance(now, dict):
+        return ", ".join(f"{k} {there.get(k, '')!r} there, {now.get(k, '')!r} now"
+                         for k in sorted(set(there) | set(now)) if there.get(k, "") != now.get(k, ""))
+    return f"{key} {there!r} there, {now!r} now"

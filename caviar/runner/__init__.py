@@ -1,5 +1,6 @@
 """Running one claimed trial: the piece the embedded master and every worker share."""
 
-from caviar.runner.trial import Heartbeat, discard_artifacts, run_trial
+from caviar.runner.artifacts import discard_artifacts
+from caviar.runner.trial import Heartbeat, run_trial
 
 __all__ = ["Heartbeat", "discard_artifacts", "run_trial"]

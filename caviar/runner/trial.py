@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 from typing import Any
 
 from caviar import schedulers
-from caviar.objective import ARTIFACTS_KEY, Objective, evaluate
+from caviar.objective import Objective, evaluate
 from caviar.reporting import reporting_to
+from caviar.runner.artifacts import TrialArtifacts, new_scratch, scratch_env, split_artifacts
 from caviar.runner.reports import TrialReporter
 from caviar.store import TrialStore
 
@@ -56,27 +56,23 @@ class Heartbeat:
 
 def run_trial(
     store: TrialStore, doc: dict[str, Any], fn: Objective, owner: str, heartbeat_seconds: float
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Evaluate one claimed trial under a heartbeat; return (storable result, artifact files).
+) -> tuple[dict[str, Any], TrialArtifacts]:
+    """Evaluate one claimed trial under a heartbeat, in its own scratch folder; return (storable result, artifacts).
 
     The caller writes the result with ``store.finish`` (which keeps the
-    artifacts of a new best) and then deletes the files (``discard_artifacts``).
+    artifacts of a new best) and then deletes the scratch folder
+    (``discard_artifacts``); if the objective stops the run, it is deleted here.
     """
     log.info("trial %s: start %s", doc["tid"], doc["params"])
+    scratch = new_scratch(doc["tid"])
     reporter = TrialReporter(store, doc, owner, schedulers.from_env(), bool(getattr(fn, "maximize", False)))
-    with Heartbeat(store, doc["tid"], owner, heartbeat_seconds), reporting_to(reporter):
-        result = reporter.close(evaluate(reporter.objective(fn), doc["params"]))
-    artifacts = result.pop(ARTIFACTS_KEY, None) or {}
+    try:
+        with Heartbeat(store, doc["tid"], owner, heartbeat_seconds), scratch_env(scratch), reporting_to(reporter):
+            result = reporter.close(evaluate(reporter.objective(fn), doc["params"]))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    result, artifacts = split_artifacts(result, scratch)
     log.info("trial %s: %s loss=%s%s", doc["tid"], result["status"], result.get("loss"),
              f" (stopped at step {result['stopped_at']})" if result.get("stopped") else "")
-    return result, {str(k): str(v) for k, v in artifacts.items()}
-
-
-def discard_artifacts(artifacts: dict[str, str]) -> None:
-    """Delete artifact files (and their temp folders) once the store has what it keeps."""
-    for path in artifacts.values():
-        folder = os.path.dirname(path)
-        if os.path.basename(folder).startswith("tmp"):
-            shutil.rmtree(folder, ignore_errors=True)
-        elif os.path.exists(path):
-            os.remove(path)
+    return result, artifacts

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from caviar.files import atomic_copy, remove_durably, write_json
 from caviar.store._base import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, best_doc
 from caviar.objective import failure
 
@@ -135,17 +136,18 @@ class LocalStore(TrialStore):
             return True
 
     def _keep_artifact(self, name: str, path: str, tid: int) -> None:
-        """Copy an artifact into place atomically, then record whose it is (best_<name>.json)."""
+        """Copy a new best's artifact into place, so that a crash never pairs a file with the wrong trial.
+
+        Order: remove the pointer (best_<name>.json), replace the file atomically,
+        write the pointer atomically. A crash in between leaves no pointer (no
+        kept artifact: the caller says so) rather than a pointer to the wrong file.
+        """
         os.makedirs(self._artifact_dir, exist_ok=True)
-        ext = os.path.splitext(path)[1]
-        dest = os.path.join(self._artifact_dir, f"best_{name}{ext}")
-        tmp = dest + ".tmp"
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
+        dest = os.path.join(self._artifact_dir, f"best_{name}{os.path.splitext(path)[1]}")
         record = os.path.join(self._artifact_dir, f"best_{name}.json")
-        with open(record + ".tmp", "w") as f:
-            json.dump({"tid": tid, "file": os.path.basename(dest)}, f)
-        os.replace(record + ".tmp", record)
+        remove_durably(record)
+        atomic_copy(path, dest)
+        write_json(record, {"tid": tid, "file": os.path.basename(dest)})
 
     def worker_alive(self, owner: str, info: dict[str, Any]) -> None:
         with self._lock:
@@ -161,7 +163,7 @@ class LocalStore(TrialStore):
             return None
         with open(record) as f:
             kept = json.load(f)
-        shutil.copyfile(os.path.join(self._artifact_dir, kept["file"]), dest)
+        shutil.copyfile(os.path.join(self._artifact_dir, os.path.basename(kept["file"])), dest)
         return int(kept["tid"])
 
     # -- early stopping (see TrialStore) -------------------------------------

@@ -3,12 +3,16 @@
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 
 from caviar.errors import CaviarError
-from caviar.output.results import ResultsDir, atomic_write, score_name
+from caviar.files import atomic_write
+from caviar.output.results import ResultsDir, score_name
 from caviar.store import DONE, RUNNING
+from tests.conftest import ROOT
 
 
 def doc(tid, loss=None, state=DONE, name=None):
@@ -20,16 +24,22 @@ def doc(tid, loss=None, state=DONE, name=None):
             "misc": {"tid": tid, "cmd": None, "workdir": None, "idxs": {"a": [tid]}, "vals": {"a": [tid]}}}
 
 
+ACCURACY = {"metric": "accuracy", "maximize": True}
+
+
 def test_names_sort_by_accuracy_with_failures_first():
     docs = [doc(0, -0.5), doc(1, -0.675), doc(2), doc(3, -0.05), doc(4, -0.6761, name="model_x")]
-    ordered = sorted(docs, key=score_name)
+    ordered = sorted(docs, key=lambda d: score_name(d, ACCURACY))
     assert [d["tid"] for d in ordered] == [2, 3, 0, 1, 4]
-    assert score_name(docs[4]) == "0.676100_tid00004_model_x"
+    assert score_name(docs[4], ACCURACY) == "000000.676100_tid00004_model_x"
 
 
-def test_names_sort_by_score_for_any_loss():
-    docs = [doc(0, 12.5), doc(1, 3.0), doc(2, -40.0), doc(3, 0.5)]
-    assert [d["tid"] for d in sorted(docs, key=score_name)] == [0, 1, 3, 2]
+def test_names_of_a_loss_are_readable_and_sort_by_the_loss():
+    docs = [doc(0, 12.5), doc(1, 3.0), doc(2, 1e7), doc(3, 0.0262), doc(4), doc(5, -40.0)]
+    names = {d["tid"]: score_name(d) for d in docs}
+    assert names[3] == "000000.026200_tid00003_trial" and names[0] == "000012.500000_tid00000_trial"
+    assert [d["tid"] for d in sorted(docs, key=score_name)] == [4, 5, 3, 1, 0, 2]
+    assert names[5].startswith("-00040.000000") and names[2].startswith("~1.000000e+07")
 
 
 def test_update_writes_json_pickle_and_best(tmp_path):
@@ -37,7 +47,8 @@ def test_update_writes_json_pickle_and_best(tmp_path):
     best = results.update([doc(0, -0.3), doc(1, -0.4), doc(2, state=RUNNING)])
     assert best["tid"] == 1
     names = sorted(os.listdir(tmp_path))
-    assert names == ["0.300000_tid00000_trial.json", "0.400000_tid00001_trial.json", "best.json", "results.pkl"]
+    assert names == ["-00000.300000_tid00000_trial.json", "-00000.400000_tid00001_trial.json", "best.json",
+                     "results.pkl"]
     with open(tmp_path / "results.pkl", "rb") as f:
         trials = pickle.load(f)
     assert len(trials.trials) == 2 and trials.best_trial["tid"] == 1
@@ -86,20 +97,92 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
 
 def test_an_embedded_folder_is_not_taken_over_by_a_database_experiment(tmp_path):
     ResultsDir(str(tmp_path)).prepare({"space": "a:S", "objective": "a:f", "exp_key": None})
-    with pytest.raises(CaviarError, match="exp_key: None there, 'e1' now"):
+    with pytest.raises(CaviarError, match="exp_key None there, 'e1' now"):
         ResultsDir(str(tmp_path)).prepare({"space": "a:S", "objective": "a:f", "exp_key": "e1"})
 
 
 def test_model_names_are_made_safe_for_file_names(tmp_path):
     name = score_name(doc(3, -0.5, name="resnet/v2 " + "x" * 200))
     assert "/" not in name and " " not in name and len(name) < 110
-    ResultsDir(str(tmp_path)).update([doc(3, -0.5, name="resnet/v2")])
-    assert "0.500000_tid00003_resnet_v2.json" in os.listdir(tmp_path)
+    ResultsDir(str(tmp_path), ACCURACY).update([doc(3, -0.5, name="resnet/v2")])
+    assert "000000.500000_tid00003_resnet_v2.json" in os.listdir(tmp_path)
 
 
-def test_a_trial_json_without_its_pickle_entry_is_removed_on_resume(tmp_path):
+def snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_reading_a_folder_changes_nothing_and_repair_restores_it(tmp_path):
+    ResultsDir(str(tmp_path), ACCURACY).update([doc(0, -0.3), doc(1, -0.5), doc(2)])
+    (tmp_path / "000000.500000_tid00001_trial.json").unlink()  # killed between results.pkl and this JSON
+    (tmp_path / "000000.900000_tid00007_trial.json").write_text("{}")  # a trial results.pkl does not hold
+    (tmp_path / ".tmp-abcresults.pkl").write_bytes(b"half")  # a killed atomic write
+    before = snapshot(tmp_path)
+    reader = ResultsDir(str(tmp_path), ACCURACY)
+    docs = reader.load_docs()
+    assert [d["tid"] for d in docs] == [0, 1, 2] and snapshot(tmp_path) == before
+
+    reader.repair(docs)
+    assert sorted(p for p in os.listdir(tmp_path) if "_tid" in p) == [
+        "!failed_tid00002.json", "000000.300000_tid00000_trial.json", "000000.500000_tid00001_trial.json"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    assert json.loads((tmp_path / "000000.500000_tid00001_trial.json").read_text())["params"] == {"a": 1}
+
+
+def test_results_pkl_is_rebuilt_from_the_trial_jsons_only_when_asked(tmp_path):
+    results = ResultsDir(str(tmp_path), ACCURACY)
+    results.update([doc(0, -0.3), doc(1, -0.5), doc(2)])
+    with open(tmp_path / "results.pkl", "rb") as f:
+        original = pickle.load(f)
+    (tmp_path / "results.pkl").write_bytes(b"damaged")
+    with pytest.raises(CaviarError, match="pass --replace"):
+        results.rebuild_pickle()
+    assert (tmp_path / "results.pkl").read_bytes() == b"damaged"
+    assert results.rebuild_pickle(replace=True) == 3
+    assert (tmp_path / "results.pkl.damaged").read_bytes() == b"damaged"
+    rebuilt = ResultsDir(str(tmp_path)).load_docs()
+    assert [(d["tid"], d["result"], d["misc"]["vals"], d["params"]) for d in rebuilt] == [
+        (d["tid"], d["result"], d["misc"]["vals"], d["params"]) for d in original.trials]
+    with pytest.raises(CaviarError, match="results.pkl.damaged exists too"):
+        results.rebuild_pickle(replace=True)
+
+
+def test_settings_that_change_a_score_are_part_of_the_identity(tmp_path):
+    identity = {"space": "a:S", "objective": "a:f", "exp_key": None, "env": {"HKS_DATASET": "cifar100", "HKS_SEED": "0"}}
+    ResultsDir(str(tmp_path)).prepare(identity)
+    other = identity | {"env": {"HKS_DATASET": "cifar10", "HKS_SEED": "0"}}
+    with pytest.raises(CaviarError) as err:
+        ResultsDir(str(tmp_path)).prepare(other)
+    assert str(err.value) == (f"{tmp_path}/ holds another search (HKS_DATASET 'cifar100' there, 'cifar10' now); "
+                              "start a new folder with --results-dir NEW")
+
+
+def test_a_results_pkl_without_experiment_json_is_adopted_only_when_asked(tmp_path):
     ResultsDir(str(tmp_path)).update([doc(0, -0.3)])
-    (tmp_path / "0.900000_tid00001_trial.json").write_text("{}")  # written, then the process died
-    again = ResultsDir(str(tmp_path))
-    assert [d["tid"] for d in again.load_docs()] == [0]
-    assert sorted(p for p in os.listdir(tmp_path) if "_tid" in p) == ["0.300000_tid00000_trial.json"]
+    with pytest.raises(CaviarError, match="has no experiment.json.*pass --adopt"):
+        ResultsDir(str(tmp_path)).prepare({"space": "a:S", "objective": "a:f"})
+    assert not (tmp_path / "experiment.json").exists()
+    ResultsDir(str(tmp_path)).prepare({"space": "a:S", "objective": "a:f"}, adopt=True)
+    assert (tmp_path / "experiment.json").exists()
+
+
+def test_one_search_holds_a_folder_and_a_dead_one_never_does(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CaviarError, match="another search is running in"):
+            ResultsDir(str(tmp_path)).lock()
+    finally:
+        holder.kill()
+        holder.wait()
+    ResultsDir(str(tmp_path)).lock()  # SIGKILL released it
+
+
+HOLD = """
+import sys, time
+from caviar.output.results import ResultsDir
+ResultsDir(sys.argv[1]).lock()
+print("locked", flush=True)
+time.sleep(600)
+"""

@@ -52,10 +52,10 @@ def test_status_of_a_live_distributed_experiment(mongo_url: str, workers: Worker
     [w] = status["workers"]
     assert f":{worker.pid}:" in w["id"] and w["stale"] and w["heartbeat_age"] > 2
     assert w["trial"] not in (None, mine["tid"])
-    assert status["best"]["tid"] == tids[0] and status["best"]["score"] == -0.25
+    assert status["best"]["tid"] == tids[0] and status["best"]["score"] == 0.25  # a loss, as it is
     assert status["best"]["params"] == {"x": 0.0}
     assert "finished 2/10   failed 1   running 2   queued 1" in table
-    assert "STALE" in table and "best: trial 0  score -0.2500" in table
+    assert "STALE" in table and "best: trial 0  loss 0.2500" in table
 
 
 
@@ -68,7 +68,7 @@ def test_pace_and_eta_from_finished_trials():
     docs = store._docs
     for i, tid in enumerate(sorted(docs)):
         docs[tid]["refresh_time"] = 1000.0 + 60.0 * i  # one trial a minute
-    status = collect(store, max_evals=10, lease_seconds=60, now=2000.0)
+    status = collect(store, {"max_evals": 10, "lease_seconds": 60}, now=2000.0)
     assert status["trials_per_hour"] == 60.0 and status["eta_seconds"] == 6 * 60
     assert "ETA 6m00s" in render(status) and "no live workers" in render(status)
 
