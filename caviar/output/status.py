@@ -40,16 +40,17 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
     counts = store.count_by_state()
     finished = counts.get(DONE, 0)
     failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
+    stopped = sum(1 for d in docs if is_ok(d) and d["result"].get("stopped"))
     workers = []
     for w in sorted(store.live_workers(FORGET_WORKERS_AFTER), key=lambda w: str(w["_id"])):
         age = now - w["heartbeat"]
         workers.append({"id": w["_id"], "host": w.get("host"), "gpu": w.get("gpu"), "trial": w.get("tid"),
                         "heartbeat_age": round(age, 1), "stale": age > lease_seconds})
-    trials = [running_trial(d, now) for d in docs if d["state"] == RUNNING]
+    trials = [running_trial(d, now, experiment) for d in docs if d["state"] == RUNNING]
     known = {d["tid"] for d in docs if d["state"] == DONE} | {t["tid"] for t in trials}
     if running is not None and running.get("tid") not in known:  # not yet finished
         trials.append(running_trial({"tid": running["tid"], "owner": f"embedded (pid {running.get('pid')})",
-                                     "book_time": running.get("started")}, now))
+                                     "book_time": running.get("started")}, now, experiment))
     best = best_doc(docs)
     rate = pace(docs)
     remaining = None if max_evals is None else max(0, max_evals - finished)
@@ -60,6 +61,7 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
         "maximize": bool(experiment.get("maximize")),
         "finished": finished,
         "failed": failed,
+        "stopped": stopped,
         "running": len(trials),
         "queued": counts.get(NEW, 0),
         "running_trials": trials,
@@ -73,15 +75,25 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
     }
 
 
-def running_trial(doc: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """One row of the running trials: a plain dict, so that a new field is one more key and one more column."""
+def running_trial(doc: Mapping[str, Any], now: float, experiment: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of the running trials: a plain dict, so that a new field is one more key and one more column.
+
+    ``epoch`` and ``last`` come from the trial's per-epoch reports (``caviar.reporting``), in the family's metric.
+    """
     started = doc.get("book_time")
+    reports = {int(step): loss for step, loss in (doc.get("reports") or {}).items()}
+    epoch = max(reports, default=None)
+    last = reports.get(epoch) if epoch is not None else None
     return {"tid": doc["tid"], "owner": doc.get("owner"),
-            "seconds": round(now - started, 1) if isinstance(started, (int, float)) else None}
+            "seconds": round(now - started, 1) if isinstance(started, (int, float)) else None,
+            "epoch": epoch, "last": None if last is None else score_of(last, experiment)}
 
 
-# The running-trials table: (header, key, width). A new column (an epoch, a last score) is one more row here.
-RUNNING_COLUMNS: list[tuple[str, str, int]] = [("trial", "tid", 6), ("running for", "seconds", 12), ("by", "owner", 30)]
+# The running-trials table: (header, key, width). A new column is one more row here.
+RUNNING_COLUMNS: list[tuple[str, str, int]] = [
+    ("trial", "tid", 6), ("epoch", "epoch", 6), ("last score", "last", 11), ("running for", "seconds", 12),
+    ("by", "owner", 30),
+]
 
 
 def _duration(seconds: float | None) -> str:
@@ -107,7 +119,7 @@ def render(status: dict[str, Any], main_params: int = 8) -> str:
     total = "?" if status["max_evals"] is None else status["max_evals"]
     lines = [
         f"experiment {status['exp_key']}",
-        f"  finished {status['finished']}/{total}   failed {status['failed']}   "
+        f"  finished {status['finished']}/{total}   failed {status['failed']}   stopped early {status['stopped']}   "
         f"running {status['running']}   queued {status['queued']}",
         f"  pace {status['trials_per_hour'] or '-'} trials/hour   "
         f"ETA {_duration(status['eta_seconds'])}",

@@ -54,7 +54,7 @@ def test_status_of_a_live_distributed_experiment(mongo_url: str, workers: Worker
     assert w["trial"] not in (None, mine["tid"])
     assert status["best"]["tid"] == tids[0] and status["best"]["score"] == 0.25  # a loss, as it is
     assert status["best"]["params"] == {"x": 0.0}
-    assert "finished 2/10   failed 1   running 2   queued 1" in table
+    assert "finished 2/10   failed 1   stopped early 0   running 2   queued 1" in table
     assert "STALE" in table and "best: trial 0  loss 0.2500" in table
 
 
@@ -86,3 +86,19 @@ def test_status_of_an_embedded_search_reads_results(tmp_path: Path):
     results.update(store.trial_docs())
     status = status_json("--results-dir", str(tmp_path))
     assert (status["finished"], status["max_evals"], status["best"]["params"]) == (2, 5, {"x": 2.0})
+
+
+def test_stopped_trials_and_the_epoch_of_running_ones_in_the_metric_of_the_family():
+    store = LocalStore("asha")
+    tids = enqueue_points(store, [{"x": 1.0}, {"x": 2.0}])
+    stopped = store.claim("w:1")
+    store.finish(stopped["tid"], "w:1", {"status": "ok", "loss": -0.4, "stopped": True, "stopped_at": 1})
+    running = store.claim("w:1")
+    for step, loss in ((1, -0.5), (2, -0.625)):
+        assert store.report(running["tid"], "w:1", step, loss)
+    status = collect(store, {"max_evals": 5, "metric": "accuracy", "maximize": True})
+    assert (status["finished"], status["failed"], status["stopped"]) == (1, 0, 1)
+    [row] = status["running_trials"]
+    assert (row["tid"], row["epoch"], row["last"]) == (tids[1], 2, 0.625)
+    table = render(status)
+    assert "stopped early 1" in table and "0.625" in table
