@@ -116,6 +116,32 @@ def _details(result: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+class TrialStopped(KeyboardInterrupt):
+    """Raised by ``check_stop`` when the runner asked the running trial to stop (its lease was lost).
+
+    A KeyboardInterrupt, so that ``evaluate`` lets it through instead of failing the trial.
+    """
+
+
+_stop_reason: str | None = None
+
+
+def request_stop(reason: str | None) -> None:
+    """For the runner: ask the running objective to stop at its next ``check_stop`` (None: clear)."""
+    global _stop_reason
+    _stop_reason = reason
+
+
+def check_stop() -> None:
+    """Call at safe points of a long objective (after a batch or an epoch): raises TrialStopped when asked.
+
+    A worker that lost its trial's lease asks this, so that it stops training
+    a trial whose result would be thrown away.
+    """
+    if _stop_reason is not None:
+        raise TrialStopped(_stop_reason)
+
+
 def evaluate(fn: Objective, params: dict[str, Any]) -> dict[str, Any]:
     """Run ``fn(params)`` and return a plain result dict; only a CaviarError gets through."""
     start = time.time()

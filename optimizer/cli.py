@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     from caviar.output.progress import Progress
     from caviar.output.results import ResultsDir
     from caviar.output.tracking import make_trackers
-    from optimizer.master import Recorder, finalize, run_distributed, run_embedded
+    from optimizer.master import MasterLease, Recorder, finalize, run_distributed, run_embedded
     from optimizer.search import Search
 
     if args.space is None:
@@ -102,9 +102,12 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None}
     described = family.describe()
     if args.mongo:
-        from caviar.store.mongo import MongoStore
+        from caviar.store.mongo import MongoStore, check_int64
 
+        check_int64(args.max_evals, "--max-evals")
         store = MongoStore(args.mongo, args.exp_key)
+        lease = MasterLease(store, args.lease_seconds)
+        lease.acquire()
         known = store.get_experiment() or {}
         for key in ("space", "objective"):
             if known.get(key) not in (None, identity[key]):
@@ -137,11 +140,13 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                 if family.demo_params is not None and args.space == family.space:
                     recorder.draw(family.demo_params, "model_demo.png")
                 if args.mongo:
-                    run_distributed(search, recorder, args.lease_seconds, args.lookahead)
+                    run_distributed(search, recorder, lease, args.lookahead)
                 else:
                     run_embedded(search, family, recorder)
         finally:
             recorder.close()
+            if args.mongo:
+                lease.release()
     finished = store.count_by_state().get(DONE, 0)
     if results.experiment().get("finalized_at") != finished:  # once per completed total
         finalize(store, family, results, plots=not args.no_plots)
@@ -277,6 +282,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: the database failed: {str(err).splitlines()[0][:300]}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C (130), or the master's SIGTERM (optimizer.master.Terminated, 143)
         print("interrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
-        return 130
+        return getattr(err, "exit_code", 130)

@@ -84,7 +84,7 @@ class LocalStore(TrialStore):
                     doc["result"] = failure(f"lost its worker {doc['lease_losses']} times (lease expired)")
                 else:
                     doc["state"] = NEW
-                doc["owner"] = None
+                doc["lost_by"], doc["owner"] = doc["owner"], None
                 doc["refresh_time"] = now
                 changed.append(doc["tid"])
         return changed
@@ -104,31 +104,36 @@ class LocalStore(TrialStore):
             doc.update(state=RUNNING, owner=owner, heartbeat=now, book_time=now, refresh_time=now)
             return copy.deepcopy(doc)
 
-    def _held(self, tid: int, owner: str) -> dict[str, Any] | None:
+    def _held(self, tid: int, owner: str, requeued: bool = False) -> dict[str, Any] | None:
+        """The trial while ``owner`` holds it (or, if ``requeued``, waits requeued from ``owner``)."""
         doc = self._docs.get(tid)
-        return doc if doc and doc["state"] == RUNNING and doc["owner"] == owner else None
+        if doc and doc["state"] == RUNNING and doc["owner"] == owner:
+            return doc
+        if requeued and doc and doc["state"] == NEW and doc.get("lost_by") == owner:
+            return doc
+        return None
 
     def heartbeat(self, tid: int, owner: str) -> bool:
         with self._lock:
-            doc = self._held(tid, owner)
+            doc = self._held(tid, owner, requeued=True)
             if doc:
-                doc["heartbeat"] = time.time()
+                doc.update(state=RUNNING, owner=owner, heartbeat=time.time())
             return doc is not None
 
     def release(self, tid: int, owner: str) -> None:
         with self._lock:
             doc = self._held(tid, owner)
             if doc:
-                doc.update(state=NEW, owner=None)
+                doc.update(state=NEW, owner=None, lost_by=None, refresh_time=time.time())
 
     def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
         with self._lock:
-            doc = self._held(tid, owner)
+            doc = self._held(tid, owner, requeued=True)
             if doc is None:  # a repeated finish of what this owner already recorded is fine
                 done = self._docs.get(tid)
                 same = done is not None and (done.get("owner"), done.get("result")) == (owner, result)
                 return same and done["state"] == DONE
-            doc.update(state=DONE, result=copy.deepcopy(result), refresh_time=time.time())
+            doc.update(state=DONE, owner=owner, result=copy.deepcopy(result), refresh_time=time.time())
             if artifacts and self._artifact_dir and best_doc(list(self._docs.values())) is doc:
                 for name, path in artifacts.items():
                     self._keep_artifact(name, path, tid)

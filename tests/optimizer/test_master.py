@@ -63,13 +63,13 @@ def test_a_killed_master_restarts_without_duplicates_or_losses(mongo_url: str, w
     for _ in range(2):
         workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "5")
     results, log = tmp_path / "results", tmp_path / "master.log"
-    master = start_master(mongo_url, "e", results, 24, log=log)
+    master = start_master(mongo_url, "e", results, 24, "--lease-seconds", "4", log=log)
     store = MongoStore(mongo_url, "e")
     wait_until(lambda: store.count_by_state()[DONE] >= 8, 60, "8 finished trials")
     master.send_signal(signal.SIGKILL)
     master.wait(timeout=10)
     assert store.count_by_state()[DONE] < 24
-    again = start_master(mongo_url, "e", results, 24, log=log)
+    again = start_master(mongo_url, "e", results, 24, "--lease-seconds", "4", log=log)  # takes over after 4 s
     assert again.wait(timeout=120) == 0, log.read_text()
     check_exactly(mongo_url, "e", results, 24)
 
