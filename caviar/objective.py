@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 STATUS_OK, STATUS_FAIL = "ok", "fail"
 
 ARTIFACTS_KEY = "artifacts"
+# hyperopt's result attachments: {name: bytes (or str, stored as UTF-8)}, kept apart from the stored result.
+ATTACHMENTS_KEY = "attachments"
 Objective = Callable[[dict[str, Any]], Any]
 
 
@@ -97,17 +99,23 @@ def normalize(raw: Any) -> dict[str, Any]:
         if not math.isfinite(loss):
             return failure(f"objective returned a non-finite loss ({loss})") | _details(result)
         result["loss"] = loss
+    attachments = result.pop(ATTACHMENTS_KEY, None) or {}
+    if not isinstance(attachments, dict) or not all(isinstance(v, (bytes, str)) for v in attachments.values()):
+        return failure(f"objective returned attachments {attachments!r:.200}, expected a dict of bytes")
     try:
-        return to_plain(result)
+        plain = to_plain(result)
     except TypeError as err:
         return failure(f"objective result is not storable: {err}")
+    if attachments:
+        plain[ATTACHMENTS_KEY] = {str(k): v.encode() if isinstance(v, str) else v for k, v in attachments.items()}
+    return plain
 
 
 def _details(result: dict[str, Any]) -> dict[str, Any]:
     """Keep plain extra fields of a rejected result (history, params) for diagnosis."""
     kept = {}
     for key, value in result.items():
-        if key in ("status", "loss", ARTIFACTS_KEY):
+        if key in ("status", "loss", ARTIFACTS_KEY, ATTACHMENTS_KEY):
             continue
         try:
             kept[key] = to_plain(value)

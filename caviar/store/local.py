@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import shutil
 import socket
@@ -18,7 +19,9 @@ import time
 from typing import Any
 
 from caviar.store._base import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, best_doc
-from caviar.objective import failure
+from caviar.objective import ATTACHMENTS_KEY, failure
+
+log = logging.getLogger(__name__)
 
 
 class LocalStore(TrialStore):
@@ -127,6 +130,9 @@ class LocalStore(TrialStore):
                 doc.update(state=NEW, owner=None, lost_by=None, refresh_time=time.time())
 
     def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
+        if ATTACHMENTS_KEY in result:
+            log.warning("trial %s: hyperopt result attachments are kept only in MongoDB; dropped", tid)
+            result = {k: v for k, v in result.items() if k != ATTACHMENTS_KEY}
         with self._lock:
             doc = self._held(tid, owner, requeued=True)
             if doc is None:  # a repeated finish of what this owner already recorded is fine

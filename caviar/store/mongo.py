@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import math
 import os
 import re
 import socket
@@ -51,7 +52,7 @@ from pymongo import ASCENDING, MongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from caviar.errors import CaviarError
-from caviar.objective import STATUS_OK, failure, to_plain
+from caviar.objective import ATTACHMENTS_KEY, STATUS_OK, failure, to_plain
 from caviar.store._base import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,13 @@ MAX_INT64 = 2**63 - 1
 # visible just after it: readers look this far back each time (see TrialView).
 VISIBILITY_SLACK = 2.0
 F = TypeVar("F", bound=Callable[..., Any])
+# The _id of the documents of the experiment without a key (hyperopt's exp_key=None);
+# named experiments have non-empty keys.
+NO_KEY_ID = ""
+_THIS = object()  # "this store's experiment", where None names the experiment without a key
+# hyperopt's Trials.aname: the attachment name of a trial's own attachment.
+TRIAL_ATTACHMENT = "ATTACH::{tid}::{name}"
+ATTACHMENT_BUCKET = "attachments"
 
 
 def _watched(method: F) -> F:
@@ -84,6 +92,27 @@ def _watched(method: F) -> F:
         return value
 
     return call  # type: ignore[return-value]
+
+
+def _storable_loss(doc: dict[str, Any]) -> dict[str, Any]:
+    """A NaN or infinite ``result.loss`` as a string ("nan", "inf", "-inf"): JSON-backed servers refuse them."""
+    loss = (doc.get("result") or {}).get("loss")
+    if isinstance(loss, float) and not math.isfinite(loss):
+        doc["result"] = doc["result"] | {"loss": str(loss)}
+    return doc
+
+
+def _readable_loss(doc: dict[str, Any]) -> dict[str, Any]:
+    """Undo ``_storable_loss``: the float that hyperopt code expects."""
+    loss = (doc.get("result") or {}).get("loss")
+    if isinstance(loss, str):
+        doc["result"]["loss"] = float(loss)
+    return doc
+
+
+def tid_order(tid: Any) -> tuple[int, Any]:
+    """Sort key of trial ids: numbers in order, then any other ids hyperopt code inserted (strings)."""
+    return (0, tid) if isinstance(tid, (int, float)) else (1, str(tid))
 
 
 def check_int64(value: Any, what: str) -> None:
@@ -106,11 +135,13 @@ def one_line(err: Exception) -> str:
 class MongoStore(TrialStore):
     """Trials of experiment ``exp_key`` in the MongoDB database named by ``url``.
 
-    With ``exp_key=None`` the store serves a worker of every experiment in the
-    database: ``claim`` takes from any experiment (the returned document names
-    it) and the worker-side calls (``heartbeat``, ``release``, ``finish``) act
-    on the experiment of the claimed trial. Optimizer-side calls need an
-    ``exp_key``.
+    ``exp_key=None`` has hyperopt's meaning: reads (``trial_docs``, counts,
+    ``requeue_expired``, ``delete_all``) cover every experiment of the
+    database, and what it writes belongs to the experiment without a key
+    (trials with ``exp_key: None``). A worker with ``exp_key=None`` serves
+    every experiment: ``claim`` takes from any (the returned document names
+    it) and ``heartbeat``, ``release`` and ``finish`` act on the experiment of
+    the claimed trial.
     """
 
     transient_errors = (ConnectionFailure,)
@@ -141,6 +172,7 @@ class MongoStore(TrialStore):
         self._workers = self.db["workers"]
         self._masters = self.db["masters"]
         self._bucket = gridfs.GridFSBucket(self.db, bucket_name=ARTIFACT_BUCKET)
+        self._attachments = gridfs.GridFSBucket(self.db, bucket_name=ATTACHMENT_BUCKET)
         try:
             self._client.admin.command("ping")
             self._trials.create_index([("exp_key", ASCENDING), ("tid", ASCENDING)], unique=True)
@@ -177,17 +209,20 @@ class MongoStore(TrialStore):
         return since is not None and time.monotonic() - since >= seconds
 
     # -- scoping ------------------------------------------------------------
-    def _key(self) -> str:
-        """The experiment of optimizer-side calls, which a multi-experiment store lacks."""
-        if self.exp_key is None:
-            raise ValueError("this MongoStore serves all experiments (exp_key=None); this call needs an exp_key")
-        return self.exp_key
+    def _doc_id(self, exp_key: str | None | object = _THIS) -> str:
+        """The ``_id`` of an experiment's documents in ``experiments``, ``counters`` and ``masters``."""
+        key = self.exp_key if exp_key is _THIS else exp_key
+        return NO_KEY_ID if key is None else str(key)
 
     def _scope(self, query: dict[str, Any]) -> dict[str, Any]:
         """Restrict a query to this store's experiment, if it has one."""
         return query if self.exp_key is None else {"exp_key": self.exp_key, **query}
 
-    def _exp_of(self, tid: int) -> str:
+    def _file_scope(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Restrict a GridFS query to this store's experiment, if it has a key."""
+        return query if self.exp_key is None else {"metadata.exp_key": self.exp_key, **query}
+
+    def _exp_of(self, tid: int) -> str | None:
         if self.exp_key is not None:
             return self.exp_key
         try:
@@ -207,57 +242,61 @@ class MongoStore(TrialStore):
 
     # -- the experiment -------------------------------------------------------
     @_watched
-    def get_experiment(self, exp_key: str | None = None) -> dict[str, Any] | None:
+    def get_experiment(self, exp_key: str | None | object = _THIS) -> dict[str, Any] | None:
         """The experiment document of ``exp_key`` (default: this store's experiment)."""
-        return self._experiments.find_one({"_id": exp_key or self._key()})
+        return self._experiments.find_one({"_id": self._doc_id(exp_key)})
 
     @_watched
     def put_experiment(self, doc: dict[str, Any]) -> None:
         fields = to_plain({k: v for k, v in doc.items() if k != "_id"})
         check_int64(fields.get("max_evals"), "max-evals")
         self._experiments.update_one(
-            {"_id": self._key()}, {"$set": fields | {"updated_at": self.server_time()}}, upsert=True
+            {"_id": self._doc_id()}, {"$set": fields | {"updated_at": self.server_time()}}, upsert=True
         )
 
     # -- the optimizer's side -----------------------------------------------
     @_watched
     def trial_docs(self) -> list[dict[str, Any]]:
-        return list(self._trials.find({"exp_key": self._key()}, {"_id": 0}).sort("tid", ASCENDING))
+        docs = [_readable_loss(d) for d in self._trials.find(self._scope({}), {"_id": 0})]
+        return sorted(docs, key=lambda d: tid_order(d["tid"]))
 
     @_watched
-    def changed_docs(self, since: float | None, skip: list[int]) -> tuple[list[dict[str, Any]], float]:
-        """Trials changed at or after ``since`` (all if None), except the finished ``skip``; and the next ``since``.
+    def changed_docs(self, since: float | None, skip: list[Any]) -> tuple[list[dict[str, Any]], float]:
+        """Trials changed at or after ``since`` (all if None) but for the ``_id``s in ``skip``; and the next ``since``.
 
-        The next ``since`` lies ``VISIBILITY_SLACK`` before this query on the
-        server's clock, so a change that became visible late is still seen.
+        Documents keep their ``_id`` (tids repeat across experiments). The next
+        ``since`` lies ``VISIBILITY_SLACK`` before this query on the server's
+        clock, so a change that became visible late is still seen.
         """
         start = self.server_time()
-        query: dict[str, Any] = {"exp_key": self._key()}
+        query = self._scope({})
         if since is not None:
             query["refresh_time"] = {"$gte": since}
             if skip:
-                query["tid"] = {"$nin": skip}
-        return list(self._trials.find(query, {"_id": 0})), start - VISIBILITY_SLACK
+                query["_id"] = {"$nin": skip}
+        return [_readable_loss(d) for d in self._trials.find(query)], start - VISIBILITY_SLACK
 
     @_watched
     def new_tids(self, n: int) -> list[int]:
         counter = self._counters.find_one_and_update(
-            {"_id": self._key()}, {"$inc": {"next_tid": n}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": self._doc_id()}, {"$inc": {"next_tid": n}}, upsert=True, return_document=ReturnDocument.AFTER
         )
         end = counter["next_tid"]
         return list(range(end - n, end))
 
     @_watched
     def enqueue(self, docs: list[dict[str, Any]]) -> None:
-        """Insert NEW trials; repeating an insert that already landed (a retry) is accepted."""
+        """Insert trials (NEW unless a document says otherwise); repeating an insert that landed is accepted."""
         if not docs:
             return
-        exp_key = self._key()
+        exp_key = self.exp_key
         now = self.server_time()
         rows = [
-            to_plain({k: v for k, v in doc.items() if k != "_id"})
-            | {"exp_key": exp_key, "state": NEW, "owner": None, "heartbeat": None, "lease_losses": 0,
-               "refresh_time": now}
+            _storable_loss(
+                {"state": NEW, "owner": None, "heartbeat": None, "lease_losses": 0}
+                | to_plain({k: v for k, v in doc.items() if k != "_id"})
+                | {"exp_key": exp_key, "refresh_time": now}
+            )
             for doc in docs
         ]
         try:
@@ -276,7 +315,7 @@ class MongoStore(TrialStore):
     @_watched
     def count_by_state(self) -> dict[int, int]:
         counts = {NEW: 0, RUNNING: 0, DONE: 0}
-        pipeline = [{"$match": {"exp_key": self._key()}}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        pipeline = [{"$match": self._scope({})}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
         for row in self._trials.aggregate(pipeline):
             counts[row["_id"]] = row["n"]
         return counts
@@ -327,13 +366,13 @@ class MongoStore(TrialStore):
         document (with ``age``: seconds since it was last seen, on the server's clock).
         """
         now = self.server_time()
-        takeable = {"_id": self._key(), "$or": [{"owner": owner}, {"heartbeat": {"$lt": now - lease_seconds}}]}
+        takeable = {"_id": self._doc_id(), "$or": [{"owner": owner}, {"heartbeat": {"$lt": now - lease_seconds}}]}
         fields = {"owner": owner, "host": socket.gethostname(), "lease_seconds": lease_seconds} | to_plain(info)
         try:
             self._masters.update_one(takeable, {"$set": fields | {"heartbeat": now}}, upsert=True)
             return None
         except DuplicateKeyError:
-            live = self._masters.find_one({"_id": self._key()}) or {}
+            live = self._masters.find_one({"_id": self._doc_id()}) or {}
             if live.get("owner") == owner or live.get("heartbeat") is None:
                 return self.acquire_master(owner, lease_seconds, info)  # released or renewed meanwhile
             return live | {"age": now - live["heartbeat"]}
@@ -342,28 +381,28 @@ class MongoStore(TrialStore):
     def renew_master(self, owner: str) -> bool:
         """Refresh ``owner``'s master lease; False when another master has taken it."""
         return self._masters.update_one(
-            {"_id": self._key(), "owner": owner}, {"$set": {"heartbeat": self.server_time()}}
+            {"_id": self._doc_id(), "owner": owner}, {"$set": {"heartbeat": self.server_time()}}
         ).matched_count == 1
 
     @_watched
     def release_master(self, owner: str) -> None:
         """Give up the master lease (a clean exit), so a new master may start at once."""
-        self._masters.delete_one({"_id": self._key(), "owner": owner})
+        self._masters.delete_one({"_id": self._doc_id(), "owner": owner})
 
     @_watched
     def delete_all(self) -> None:
-        """Delete the experiment's trials and artifacts; tids stay reserved so none is reused."""
-        exp_key = self._key()
-        self._trials.delete_many({"exp_key": exp_key})
-        for f in self._bucket.find({"metadata.exp_key": exp_key}):
-            self._bucket.delete(f._id)
+        """Delete the experiment's trials, artifacts and attachments; tids stay reserved so none is reused."""
+        self._trials.delete_many(self._scope({}))
+        for bucket in (self._bucket, self._attachments):
+            for f in bucket.find(self._file_scope({})):
+                bucket.delete(f._id)
 
     # -- the worker's side ----------------------------------------------------
     @_watched
     def claim(self, owner: str) -> dict[str, Any] | None:
         now = self.server_time()
         doc = self._trials.find_one_and_update(
-            self._scope({"state": NEW}),
+            self._scope({"state": NEW, "params": {"$exists": True}}),  # hyperopt's raw inserts are records only
             {"$set": {"state": RUNNING, "owner": owner, "heartbeat": now, "book_time": now, "refresh_time": now}},
             sort=[("tid", ASCENDING)],
             projection={"_id": 0},
@@ -400,9 +439,18 @@ class MongoStore(TrialStore):
 
     @_watched
     def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
-        """See TrialStore. Idempotent: a retry after a write that landed returns True again."""
+        """See TrialStore. Idempotent: a retry after a write that landed returns True again.
+
+        hyperopt result ``attachments`` (name -> bytes) go to GridFS before the
+        result, as the trial's attachments (``trial_attachments`` in hyperopt),
+        and are deleted again if the result is refused.
+        """
         exp_key = self._exp_of(tid)
-        result = to_plain(result)
+        attachments = result.get(ATTACHMENTS_KEY) or {}
+        result = to_plain({k: v for k, v in result.items() if k != ATTACHMENTS_KEY})
+        names = [TRIAL_ATTACHMENT.format(tid=tid, name=name) for name in attachments]
+        for name, data in zip(names, attachments.values()):
+            self._put_attachment(exp_key, name, data)
         written = self._trials.update_one(
             self._ours_or_unclaimed(tid, owner),
             {"$set": {"state": DONE, "owner": owner, "result": result, "refresh_time": self.server_time()}},
@@ -410,6 +458,8 @@ class MongoStore(TrialStore):
         if not written.matched_count:
             doc = self._trials.find_one({"exp_key": exp_key, "tid": tid}, {"state": 1, "owner": 1, "result": 1})
             if not (doc and doc["state"] == DONE and doc.get("owner") == owner and doc.get("result") == result):
+                for name in names:
+                    self._delete_attachment(exp_key, name)
                 return False
         if artifacts and result.get("status") == STATUS_OK:
             self._keep_if_best(exp_key, tid, result, artifacts)
@@ -423,6 +473,42 @@ class MongoStore(TrialStore):
     @_watched
     def worker_gone(self, owner: str) -> None:
         self._workers.delete_one({"_id": owner})
+
+    # -- hyperopt's attachments (bytes by name) ------------------------------
+    def _put_attachment(self, exp_key: str | None, name: str, data: bytes) -> None:
+        """Store ``data`` as attachment ``name`` of ``exp_key``, replacing an older one once it is in."""
+        older = [f._id for f in self._attachments.find({"metadata.exp_key": exp_key, "metadata.name": name})]
+        self._attachments.upload_from_stream(name, data, metadata={"exp_key": exp_key, "name": name})
+        for file_id in older:
+            self._attachments.delete(file_id)
+
+    def _delete_attachment(self, exp_key: str | None, name: str) -> bool:
+        found = False
+        for f in self._attachments.find({"metadata.exp_key": exp_key, "metadata.name": name}):
+            self._attachments.delete(f._id)
+            found = True
+        return found
+
+    @_watched
+    def attachment_names(self) -> list[str]:
+        """Names of the experiment's attachments (every experiment's with exp_key=None)."""
+        return sorted({f.metadata["name"] for f in self._attachments.find(self._file_scope({}))})
+
+    @_watched
+    def get_attachment(self, name: str) -> bytes | None:
+        """The newest attachment ``name`` (None if there is none)."""
+        files = list(self._attachments.find(self._file_scope({"metadata.name": name})).sort("uploadDate", -1))
+        return self._attachments.open_download_stream(files[0]._id).read() if files else None
+
+    @_watched
+    def put_attachment(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` for the experiment (hyperopt's ``trials.attachments[name] = data``)."""
+        self._put_attachment(self.exp_key, name, data)
+
+    @_watched
+    def delete_attachment(self, name: str) -> bool:
+        """Delete attachment ``name``; False if there was none."""
+        return self._delete_attachment(self.exp_key, name)
 
     # -- artifacts -----------------------------------------------------------
     def _keep_if_best(self, exp_key: str, tid: int, result: dict[str, Any], artifacts: dict[str, str]) -> None:
@@ -455,7 +541,7 @@ class MongoStore(TrialStore):
 
     @_watched
     def fetch_best_artifact(self, name: str, dest: str) -> int | None:
-        files = list(self._bucket.find({"metadata.exp_key": self._key(), "metadata.name": name}))
+        files = list(self._bucket.find({"metadata.exp_key": self.exp_key, "metadata.name": name}))
         if not files:
             return None
         best = min(files, key=lambda f: (f.metadata["loss"], f.metadata["tid"]))
@@ -482,25 +568,26 @@ class TrialView:
 
     def reset(self) -> None:
         """Forget everything (after ``delete_all``): the next refresh reads every trial."""
-        self._docs: dict[int, dict[str, Any]] = {}
+        self._docs: dict[Any, dict[str, Any]] = {}  # by _id: tids repeat across experiments
         self._counts = {NEW: 0, RUNNING: 0, DONE: 0}
         self._since: float | None = None
-        self._recent_done: dict[int, float] = {}  # finished trials the next query would return again
+        self._recent_done: dict[Any, float] = {}  # finished trials the next query would return again
         self._ordered: list[dict[str, Any]] | None = []
 
     def refresh(self) -> int:
         """Read what changed since the last refresh; return how many trials changed."""
         changed, since = self._store.changed_docs(self._since, list(self._recent_done))
         for doc in changed:
-            old = self._docs.get(doc["tid"])
+            key = doc.pop("_id")
+            old = self._docs.get(key)
             if old is not None:
                 self._counts[old["state"]] -= 1
             self._counts[doc["state"]] = self._counts.get(doc["state"], 0) + 1
-            self._docs[doc["tid"]] = doc
+            self._docs[key] = doc
             if doc["state"] == DONE:
-                self._recent_done[doc["tid"]] = doc["refresh_time"]
+                self._recent_done[key] = doc["refresh_time"]
         self._since = since
-        self._recent_done = {t: at for t, at in self._recent_done.items() if at >= since}
+        self._recent_done = {k: at for k, at in self._recent_done.items() if at >= since}
         if changed:
             self._ordered = None
         return len(changed)
@@ -508,7 +595,7 @@ class TrialView:
     def docs(self) -> list[dict[str, Any]]:
         """Every trial, in tid order (the list is shared: do not modify it)."""
         if self._ordered is None:
-            self._ordered = [self._docs[t] for t in sorted(self._docs)]
+            self._ordered = sorted(self._docs.values(), key=lambda d: tid_order(d["tid"]))
         return self._ordered
 
     def counts(self) -> dict[int, int]:

@@ -61,12 +61,13 @@ def test_a_lambda_objective_is_refused(mongo_url: str) -> None:
     assert trials.count_by_state_unsynced(JOB_STATE_NEW) == 0 and trials.store.get_experiment() is None
 
 
-def test_trials_cannot_be_queued_without_fmins_space(mongo_url: str) -> None:
+def test_trials_inserted_outside_fmin_are_records_that_no_worker_claims(mongo_url: str) -> None:
     trials = MongoTrials(mongo_url, exp_key="nospace")
     [tid] = trials.new_trial_ids(1)
     docs = trials.new_trial_docs([tid], [None], [{"status": "new"}], [trial_doc(tid, {"x": 1.0})["misc"]])
-    with pytest.raises(CaviarError, match="search space"):
-        trials.insert_trial_docs(docs)
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    assert [t["tid"] for t in trials.trials] == [tid] and trials.store.claim("w") is None
 
 
 def test_the_helpers_space_has_a_conditional_branch() -> None:
