@@ -181,8 +181,8 @@ class Worker:
         lease (at start, after an outage seen by any of its threads): until
         then, live workers' heartbeats may not have landed.
         """
-        lease = self._lease()
         try:
+            lease = self._lease()
             if self.store.steady_for(lease):
                 self.store.requeue_expired(lease)
         except ConnectionFailure as err:

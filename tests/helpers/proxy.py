@@ -10,10 +10,10 @@ from tests.helpers.server import HOST
 
 
 class DelayProxy:
-    """Forwards ``HOST:port`` to ``target_port``; while ``delay`` > 0 each reply waits that long first."""
+    """Forwards ``HOST:port`` to ``target``; while ``delay`` > 0 each reply waits that long first."""
 
-    def __init__(self, target_port: int):
-        self.target_port = target_port
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
         self.delay = 0.0
         self._listener = socket.create_server((HOST, 0))
         self.port = self._listener.getsockname()[1]
@@ -26,7 +26,7 @@ class DelayProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection((HOST, self.target_port))
+            server = socket.create_connection(self.target)
             self._sockets += [client, server]
             threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
@@ -44,6 +44,12 @@ class DelayProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def url(self, url: str) -> str:
+        """``url`` (a mongodb:// URL of the target) going through this proxy instead."""
+        host, port = self.target
+        return url.replace(f"{host}:{port}", f"{HOST}:{self.port}", 1) + ("&" if "?" in url else "?") + \
+            "directConnection=true"
 
     def close(self) -> None:
         for s in self._sockets:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pymongo.uri_parser import parse_uri
+
 from caviar.store import DONE, NEW, RUNNING
 from caviar.store.mongo import MongoStore
 from tests.conftest import Workers
@@ -133,11 +135,9 @@ def test_a_second_sigterm_during_a_claim_acts_after_it_and_hands_the_trial_back(
     mongo_url: str, workers: Workers
 ) -> None:
     store = experiment(mongo_url, "midclaim", "sleepy", SLEEPY_SECONDS="30")
-    server_port = int(mongo_url.split(":")[2].split("/")[0])
-    proxy = DelayProxy(server_port)
+    proxy = DelayProxy(parse_uri(mongo_url)["nodelist"][0])
     try:
-        via_proxy = mongo_url.replace(f":{server_port}/", f":{proxy.port}/")
-        worker = workers.start(via_proxy, "--exp-key", "midclaim", "--poll-seconds", "0.05")
+        worker = workers.start(proxy.url(mongo_url), "--exp-key", "midclaim", "--poll-seconds", "0.05")
         wait_until(lambda: len(store.live_workers(60)) == 1, 30, "the worker to connect")
         proxy.delay = 2.0  # replies now take 2 s: the claim lands, its answer has not come back
         [tid] = enqueue_points(store, [{"x": 0.0}])
