@@ -13,7 +13,9 @@ finished trials the cost per trial is the window's span divided by its trials:
 with a zero-time objective that is all coordination (the master's reads,
 proposals and mirroring, the workers' claims and writes). Payload ``cnn`` adds
 a CNN-sized history (10 metrics x 100 epochs) to every result (Optuna: as a
-user attribute). ``--algos random`` isolates coordination from proposal time;
+user attribute). The master runs with ``--no-tensorboard`` and ``--no-plots``
+(per-epoch TensorBoard curves of every history, and the end-of-search plots,
+are output, not coordination) and still mirrors ``results/``. ``--algos random`` isolates coordination from proposal time;
 ``tpe`` shows what the default algorithm adds. Optuna runs its TPE sampler in
 both rows (its RandomSampler would be the counterpart of ``random``).
 
@@ -74,7 +76,8 @@ def run_caviar(args: argparse.Namespace, run_dir: str, algo: str, payload: str) 
                 python(), "-m", "optimizer", "--mongo", mongo.url, "--exp-key", "scale",
                 "--space", "bench.objectives:SPACE", "--objective", "bench.objectives:sleep_objective",
                 "--max-evals", str(args.trials), "--algo", algo,
-                "--results-dir", os.path.join(run_dir, f"{name}-results"), *caviar_master_flags(False)], cwd=REPO)
+                "--results-dir", os.path.join(run_dir, f"{name}-results"), "--no-tensorboard",
+                *caviar_master_flags(False)], cwd=REPO)
             workers = [procs.start(f"{name}-worker{i}", [python(), "-m", "worker", "--mongo", mongo.url,
                                                          "--exp-key", "scale"], cwd=REPO)
                        for i in range(args.workers)]
