@@ -68,13 +68,23 @@ def _record(start: float, end: float) -> None:
             f.write(f"{start:.6f} {end:.6f}\n")
 
 
+def payload() -> dict[str, Any]:
+    """Extra result fields: none, or with ``$BENCH_PAYLOAD=cnn`` a CNN-sized training history
+    (10 metrics x 100 epochs, as the CNN objective returns), to measure document size."""
+    if os.environ.get("BENCH_PAYLOAD") != "cnn":
+        return {}
+    return {"history": {f"metric_{m}": [1.0 / (1 + m + e) for e in range(100)] for m in range(10)}}
+
+
 def sleep_objective(params: dict[str, Any]) -> dict[str, Any]:
-    """Sleep ``sleep_seconds()``, then return the point's loss (a hyperopt result dict)."""
+    """Sleep ``sleep_seconds()``, then return the point's loss (a hyperopt result dict) and ``payload()``."""
     start = time.time()
-    time.sleep(sleep_seconds())
+    seconds = sleep_seconds()
+    if seconds:
+        time.sleep(seconds)
     loss = loss_of(params)
     _record(start, time.time())
-    return {"loss": loss, "status": "ok"}
+    return {"loss": loss, "status": "ok"} | payload()
 
 
 def optuna_params(trial: Any) -> dict[str, Any]:

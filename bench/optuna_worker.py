@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         if trial.number >= args.trials:
             study.stop()
             raise optuna.TrialPruned()
-        return sleep_objective(optuna_params(trial))["loss"]
+        result = sleep_objective(optuna_params(trial))
+        for key, value in result.items():  # the same payload as Caviar's workers store
+            if key not in ("loss", "status"):
+                trial.set_user_attr(key, value)
+        return result["loss"]
 
     study.optimize(objective, n_trials=args.trials,
                    callbacks=[optuna.study.MaxTrialsCallback(args.trials, states=None)])

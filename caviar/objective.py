@@ -38,6 +38,8 @@ STATUS_OK, STATUS_FAIL = "ok", "fail"
 ARTIFACTS_KEY = "artifacts"
 # The runner names each trial's scratch folder in this environment variable while the objective runs.
 TRIAL_DIR_ENV = "CAVIAR_TRIAL_DIR"
+# hyperopt's result attachments: {name: bytes (or str, stored as UTF-8)}, kept apart from the stored result.
+ATTACHMENTS_KEY = "attachments"
 Objective = Callable[[dict[str, Any]], Any]
 
 
@@ -115,23 +117,55 @@ def normalize(raw: Any) -> dict[str, Any]:
         if not math.isfinite(loss):
             return failure(f"objective returned a non-finite loss ({loss})") | _details(result)
         result["loss"] = loss
+    attachments = result.pop(ATTACHMENTS_KEY, None) or {}
+    if not isinstance(attachments, dict) or not all(isinstance(v, (bytes, str)) for v in attachments.values()):
+        return failure(f"objective returned attachments {attachments!r:.200}, expected a dict of bytes")
     try:
-        return to_plain(result)
+        plain = to_plain(result)
     except TypeError as err:
         return failure(f"objective result is not storable: {err}")
+    if attachments:
+        plain[ATTACHMENTS_KEY] = {str(k): v.encode() if isinstance(v, str) else v for k, v in attachments.items()}
+    return plain
 
 
 def _details(result: dict[str, Any]) -> dict[str, Any]:
     """Keep plain extra fields of a rejected result (history, params) for diagnosis."""
     kept = {}
     for key, value in result.items():
-        if key in ("status", "loss", ARTIFACTS_KEY):
+        if key in ("status", "loss", ARTIFACTS_KEY, ATTACHMENTS_KEY):
             continue
         try:
             kept[key] = to_plain(value)
         except TypeError:
             continue
     return kept
+
+
+class LeaseLost(KeyboardInterrupt):
+    """Raised by ``check_stop`` when the runner asked the running trial to stop (its lease was lost).
+
+    A KeyboardInterrupt, so that ``evaluate`` lets it through instead of failing the trial.
+    """
+
+
+_stop_reason: str | None = None
+
+
+def request_stop(reason: str | None) -> None:
+    """For the runner: ask the running objective to stop at its next ``check_stop`` (None: clear)."""
+    global _stop_reason
+    _stop_reason = reason
+
+
+def check_stop() -> None:
+    """Call at safe points of a long objective (after a batch or an epoch): raises LeaseLost when asked.
+
+    A worker that lost its trial's lease asks this, so that it stops training
+    a trial whose result would be thrown away.
+    """
+    if _stop_reason is not None:
+        raise LeaseLost(_stop_reason)
 
 
 def evaluate(fn: Objective, params: dict[str, Any]) -> dict[str, Any]:

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     from caviar.output.tracking import make_trackers
     from caviar.store.local import LocalStore
     from optimizer.grid import GridSearch
-    from optimizer.master import Recorder, finalize, run_distributed, run_embedded
+    from optimizer.master import MasterLease, Recorder, finalize, run_distributed, run_embedded
 
     if args.space is None:
         raise CaviarError(f"objective {args.objective!r} has no default space: give --space module:attribute")
@@ -133,9 +133,12 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
         results.lock()
     results.check(identity, args.adopt)
     if args.mongo:
-        from caviar.store.mongo import MongoStore
+        from caviar.store.mongo import MongoStore, check_int64
 
+        check_int64(args.max_evals, "--max-evals")
         store = MongoStore(args.mongo, args.exp_key)
+        lease = MasterLease(store, args.lease_seconds)
+        lease.acquire()
         known = store.get_experiment() or {}
         clash = [f"{key} {known[key]!r} there, {identity[key]!r} now" for key in ("space", "objective", "env")
                  if known.get(key) not in (None, identity[key])]
@@ -175,11 +178,13 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                 if family.demo_params is not None and args.space == family.space:
                     recorder.draw(family.demo_params, "model_demo.png")
                 if args.mongo:
-                    run_distributed(search, recorder, args.lease_seconds, args.lookahead)
+                    run_distributed(search, recorder, lease, args.lookahead)
                 else:
                     run_embedded(search, family, recorder)
         finally:
             recorder.close()
+            if args.mongo:
+                lease.release()
     finished = store.count_by_state().get(DONE, 0)
     if results.experiment().get("finalized_at") != finished:  # once per completed total
         finalize(store, family, results, plots=not args.no_plots)
@@ -357,6 +362,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: the database failed: {str(err).splitlines()[0][:300]}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C (130), or the master's SIGTERM (optimizer.master.Terminated, 143)
         print("interrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
-        return 130
+        return getattr(err, "exit_code", 130)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import tempfile
 import time
-from typing import Any, Sequence
+import uuid
+from typing import TYPE_CHECKING, Any, Sequence
 
+from caviar.errors import CaviarError
 from caviar.family import ModelFamily, score_of
 from caviar.output.progress import Progress
 from caviar.output.results import ResultsDir
@@ -22,7 +25,61 @@ from caviar.runner import discard_artifacts, run_trial
 from caviar.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
 from optimizer.search import Search
 
+if TYPE_CHECKING:  # the embedded mode runs without pymongo
+    from caviar.store.mongo import MongoStore
+
 log = logging.getLogger(__name__)
+
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached the master: results/ is mirrored, the trackers are closed, exit ``EXIT_TERMINATED``."""
+
+    exit_code = EXIT_TERMINATED
+
+
+class MasterLease:
+    """The one-master-per-experiment lease: a second master stands by until the first one's lease ends.
+
+    The lease is renewed by the master's loop on the database's clock, and
+    synchronously before every top-up of the queue, so two masters never
+    queue trials of one experiment at the same time (never past max-evals).
+    A master that exits cleanly releases it; one that was killed holds it
+    until ``lease_seconds`` pass without a renewal.
+    """
+
+    def __init__(self, store: "MongoStore", lease_seconds: float):
+        self.store, self.lease_seconds = store, lease_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def acquire(self) -> None:
+        """Take the lease, standing by (one log line naming the live master) while another holds it."""
+        waiting = False
+        while True:
+            live = self.store.acquire_master(self.owner, self.lease_seconds, {"pid": os.getpid()})
+            if live is None:
+                log.info("master %s holds experiment %r", self.owner, self.store.exp_key)
+                return
+            if not waiting:
+                log.warning("experiment %r has a live master, %s (last seen %.1f s ago): standing by until "
+                            "it exits or stays silent for its lease of %g s", self.store.exp_key, live["owner"],
+                            live["age"], live.get("lease_seconds", self.lease_seconds))
+                waiting = True
+            time.sleep(min(self.lease_seconds / 4, 5.0))
+
+    def renew(self) -> None:
+        """Refresh the lease; a master that lost it to another stops (CaviarError)."""
+        if not self.store.renew_master(self.owner):
+            raise CaviarError(f"another master took over experiment {self.store.exp_key!r} "
+                              "while this one could not reach the database: stopping")
+
+    def release(self) -> None:
+        """Give the lease up at a clean exit; best effort (it expires anyway)."""
+        try:
+            self.store.release_master(self.owner)
+        except self.store.transient_errors as err:
+            log.debug("could not release the master lease: %s", err)
 
 
 class Recorder:
@@ -89,50 +146,70 @@ def run_embedded(search: Search, family: ModelFamily, recorder: Recorder, heartb
 def run_distributed(
     search: Search,
     recorder: Recorder,
-    lease_seconds: float,
+    lease: MasterLease,
     lookahead: int,
     poll_seconds: float = 0.02,
 ) -> None:
-    """Keep the queue at (live workers + lookahead) outstanding trials until max-evals have finished."""
-    store = search.store
+    """Keep the queue at (live workers + lookahead) outstanding trials until max-evals have finished.
+
+    Trials are read incrementally (``TrialView``): the cost per finished trial
+    stays flat as the experiment grows. Requeueing waits until this process
+    has seen the database answer for a full lease (``steady_for``). SIGTERM
+    mirrors what finished and raises ``Terminated``.
+    """
+    from caviar.store.mongo import TrialView
+
+    store, lease_seconds = lease.store, lease.lease_seconds
+    view = TrialView(store)
     last_done = -1
-    next_requeue = next_census = 0.0
+    next_requeue = next_census = next_renew = 0.0
     workers = 0
     outage_since: float | None = None
-    while True:
-        try:
-            counts = store.count_by_state()  # the first call of a round: it tells whether the store is back
-            now = time.monotonic()
-            if outage_since is not None:
-                log.info("store reachable again after %.1fs", now - outage_since)
-                outage_since = None
-                # Heartbeats could not land during the outage: give the workers a full lease first.
-                next_requeue = now + lease_seconds
-            if now >= next_requeue:
-                for tid in store.requeue_expired(lease_seconds):
-                    log.warning("trial %s: its worker went silent for %ss; requeued", tid, lease_seconds)
-                next_requeue = now + min(lease_seconds / 4, 5.0)
-            if now >= next_census or counts.get(NEW, 0) == 0:  # an empty queue may mean idle workers
-                workers = len(store.live_workers(lease_seconds))
-                next_census = now + 1.0
-            target = max(workers, 1) + lookahead - counts.get(RUNNING, 0)
-            if counts.get(DONE, 0) != last_done:
-                # One read serves both; the queue is refilled before results/ is written.
-                last_done = counts.get(DONE, 0)
-                docs = store.trial_docs()
-                search.top_up(target, counts, docs)
-                recorder.observe(counts, workers, docs)
-            else:
-                search.top_up(target, counts)
-            pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
-            if last_done >= search.max_evals or (search.exhausted and pending == 0):
-                return
-            time.sleep(poll_seconds)
-        except store.transient_errors as err:
-            if outage_since is None:
-                outage_since = time.monotonic()
-                log.warning("store unreachable (%s); retrying", err)
-            time.sleep(min(5.0, 0.2 + (time.monotonic() - outage_since) / 4))
+    terminated: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))
+    try:
+        while True:
+            try:
+                view.refresh()  # the first call of a round: it tells whether the store is back
+                counts = view.counts()
+                now = time.monotonic()
+                if outage_since is not None:
+                    log.info("store reachable again after %.1fs", now - outage_since)
+                    outage_since = None
+                if terminated:
+                    recorder.observe(counts, workers, view.docs())
+                    log.warning("stopped by SIGTERM: %d finished trials mirrored; run again to resume",
+                                counts.get(DONE, 0))
+                    raise Terminated()
+                if now >= next_requeue and store.steady_for(lease_seconds):
+                    for tid in store.requeue_expired(lease_seconds):
+                        log.warning("trial %s: its worker went silent for %ss; requeued", tid, lease_seconds)
+                    next_requeue = now + min(lease_seconds / 4, 5.0)
+                if now >= next_census or counts.get(NEW, 0) == 0:  # an empty queue may mean idle workers
+                    workers = len(store.live_workers(lease_seconds))
+                    next_census = now + 1.0
+                target = max(workers, 1) + lookahead - counts.get(RUNNING, 0)
+                if (target > counts.get(NEW, 0) and search.remaining(counts) > 0) or now >= next_renew:
+                    lease.renew()  # before queueing anything: no other master may have taken over
+                    next_renew = now + lease_seconds / 4
+                docs = view.docs()
+                if search.top_up(target, counts, docs):
+                    view.refresh()
+                    counts, docs = view.counts(), view.docs()
+                if counts.get(DONE, 0) != last_done:
+                    last_done = counts.get(DONE, 0)
+                    recorder.observe(counts, workers, docs)
+                pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
+                if last_done >= search.max_evals or (search.exhausted and pending == 0):
+                    return
+                time.sleep(poll_seconds)
+            except store.transient_errors as err:
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning("store unreachable (%s); retrying", err)
+                time.sleep(min(5.0, 0.2 + (time.monotonic() - outage_since) / 4))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def finalize(store: TrialStore, family: ModelFamily, results: ResultsDir, plots: bool = True) -> None:

@@ -1,20 +1,27 @@
-"""MongoTrials: hyperopt's ``Trials`` over a MongoStore, a drop-in for ``hyperopt.fmin``.
+"""MongoTrials: hyperopt's ``Trials`` over a MongoStore, a drop-in for ``hyperopt.mongoexp.MongoTrials``.
 
-    trials = MongoTrials("mongodb://host:27017/caviar", exp_key="e1")
+    trials = MongoTrials("mongo://host:27017/caviar/jobs", exp_key="e1")
     best = hyperopt.fmin(objective, space, algo=tpe.suggest, max_evals=100, trials=trials)
 
 while ``python -m worker --mongo mongodb://host:27017/caviar`` processes run the
-trials. Unlike hyperopt's own MongoTrials nothing is pickled into the
-database: the objective travels as its import path and every queued trial
-carries its concrete ``params``, so workers need neither the space nor a
-matching hyperopt/cloudpickle version.
+trials. hyperopt's URL form (``mongo://[user:pw@]host:port/db/collection``) and
+``mongodb://`` URLs are both accepted; ``exp_key=None`` has hyperopt's meaning
+(the handle reads every trial of the database and writes keyless trials).
+Unlike hyperopt's own MongoTrials nothing is pickled into the database: the
+objective travels as its import path and every queued trial carries its
+concrete ``params``, so workers need neither the space nor a matching
+hyperopt/cloudpickle version. Result ``attachments`` (bytes) are kept in
+GridFS and read back through ``trials.attachments`` and
+``trials.trial_attachments(trial)`` from any handle.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from collections.abc import Iterator, MutableMapping
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -24,15 +31,67 @@ from hyperopt.fmin import FMinIter, space_eval
 
 from caviar.errors import CaviarError
 from caviar.imports import import_path_of
-from caviar.store.mongo import MongoStore
-from optimizer.search import concrete_params
 from caviar.store import vals_key
+from caviar.store.mongo import MongoStore, TrialView
+from optimizer.search import concrete_params
 
 log = logging.getLogger(__name__)
 
 # How often fmin looks for finished trials; hyperopt's 1 s default would
 # dominate the coordination overhead of short trials.
 POLL_SECONDS = 0.05
+# Attachments hyperopt's fmin itself writes: a pickled Domain, which stays in this process.
+LOCAL_ATTACHMENTS = frozenset({"FMinIter_Domain"})
+
+
+def mongodb_url(url: str) -> str:
+    """A ``mongodb://`` URL for hyperopt's ``mongo://[user:pw@]host:port/db/collection[?options]``.
+
+    The collection is dropped: the trials always live in the database's ``trials``.
+    """
+    match = re.fullmatch(r"mongo://([^/?]+)/([^/?]+)(?:/[^/?]*)?(\?.*)?", url)
+    if match is None:
+        return url
+    return f"mongodb://{match.group(1)}/{match.group(2)}{match.group(3) or ''}"
+
+
+class Attachments(MutableMapping[str, bytes]):
+    """hyperopt's ``trials.attachments``: bytes by name in GridFS, shared by every handle on the experiment."""
+
+    def __init__(self, store: MongoStore):
+        self._store = store
+        self._local: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name in LOCAL_ATTACHMENTS:
+            return self._local[name]
+        data = self._store.get_attachment(name)
+        if data is None:
+            raise KeyError(name)
+        return data
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if name in LOCAL_ATTACHMENTS:
+            self._local[name] = value
+        else:
+            self._store.put_attachment(name, value.encode() if isinstance(value, str) else bytes(value))
+
+    def __delitem__(self, name: str) -> None:
+        if name in LOCAL_ATTACHMENTS:
+            del self._local[name]
+        elif not self._store.delete_attachment(name):
+            raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        if name in LOCAL_ATTACHMENTS:
+            return name in self._local
+        return isinstance(name, str) and self._store.get_attachment(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._local, *self._store.attachment_names()])
+
+    def __len__(self) -> int:
+        return len(self._local) + len(self._store.attachment_names())
 
 
 def _describe(fn: Callable[..., Any]) -> str:
@@ -45,8 +104,8 @@ def _describe(fn: Callable[..., Any]) -> str:
 class MongoTrials(Trials):
     """The trials of experiment ``exp_key`` in the database of ``url``, queued for workers.
 
-    ``attachments`` stays a local dict: hyperopt stores a pickled Domain there,
-    which must never reach the database.
+    Reads are incremental (``TrialView``): a refresh fetches only the trials
+    that changed, so fmin's polls cost the same at 10 or 10,000 trials.
     """
 
     asynchronous = True
@@ -54,19 +113,30 @@ class MongoTrials(Trials):
     def __init__(
         self,
         url: str,
-        exp_key: str,
+        exp_key: str | None = None,
         refresh: bool = True,
         *,
         env: dict[str, str] | None = None,
         timeout_seconds: float = 5.0,
     ):
         """``env``: environment variables that workers set before running this experiment's objective."""
-        if not exp_key:
-            raise CaviarError("MongoTrials needs an exp_key naming the experiment")
-        self._store = MongoStore(url, exp_key, timeout_seconds=timeout_seconds)
+        self._store = MongoStore(mongodb_url(url), exp_key, timeout_seconds=timeout_seconds)
+        self._view = TrialView(self._store)
+        self._attachments = Attachments(self._store)
         self._env = {str(k): str(v) for k, v in (env or {}).items()}
         self._space: Any = None
         super().__init__(exp_key=exp_key, refresh=refresh)
+
+    @property
+    def attachments(self) -> Attachments:  # type: ignore[override]
+        """hyperopt's experiment attachments, in GridFS (hyperopt's pickled Domain stays local)."""
+        return self._attachments
+
+    @attachments.setter
+    def attachments(self, value: dict[str, Any]) -> None:
+        """hyperopt's ``Trials.__init__`` assigns ``{}``: nothing to do, the attachments live in the database."""
+        if value:
+            raise CaviarError("set attachments one by one: trials.attachments[name] = data")
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle a reference to the experiment (hyperopt's ``trials_save_file``), not a connection."""
@@ -81,7 +151,8 @@ class MongoTrials(Trials):
         return self._store
 
     def refresh(self) -> None:
-        self._dynamic_trials = self._store.trial_docs()
+        self._view.refresh()
+        self._dynamic_trials = self._view.docs()
         super().refresh()
 
     def new_trial_ids(self, n: int) -> list[int]:
@@ -90,16 +161,16 @@ class MongoTrials(Trials):
         return tids
 
     def _insert_trial_docs(self, docs: list[dict[str, Any]]) -> list[int]:
-        """Queue hyperopt's new trial documents with their concrete ``params``.
+        """Queue fmin's new trial documents with their concrete ``params``; store other inserts as given.
 
-        A point identical to a queued, running or finished trial is skipped:
-        running it again would only waste a worker.
+        Inside fmin (which knows the space) a point identical to a queued,
+        running or finished trial is skipped: running it again would only
+        waste a worker. Documents inserted outside fmin carry no ``params``:
+        workers never claim them (hyperopt code inserts such records itself).
         """
         if self._space is None:
-            raise CaviarError(
-                "MongoTrials queues trials only inside fmin, which knows the search space: "
-                "call hyperopt.fmin(..., trials=trials) or trials.fmin(...)"
-            )
+            self._store.enqueue(docs)
+            return [doc["tid"] for doc in docs]
         seen = {vals_key(d["misc"]) for d in self._dynamic_trials}
         fresh = []
         for doc in docs:
@@ -119,7 +190,8 @@ class MongoTrials(Trials):
 
     def delete_all(self) -> None:
         self._store.delete_all()
-        self.attachments = {}
+        self._attachments = Attachments(self._store)
+        self._view.reset()
         self.refresh()
 
     def fmin(

@@ -578,7 +578,8 @@ def test_worker_runs_the_worker_against_mongo_and_stops_gracefully(
     assert command == ["python", "-m", "worker"]
     env = environment_of(worker)
     assert env["MONGO_URL"].startswith("mongodb://") and env["EXPERIMENT_NAME"]
-    assert worker["restart"] == "unless-stopped"
+    assert worker["restart"] == "on-failure", "a worker that exited 0 (experiment complete) stays stopped"
+    assert env["HKS_EXIT_WHEN_DONE"] == "1", "workers exit once their experiment is complete"
     # Long enough to finish a trial, both as .env.example sets it and by the file's own default.
     raw_grace = str(raw_compose["services"]["worker"]["stop_grace_period"])
     for grace in (str(worker["stop_grace_period"]), interpolate(raw_grace, {})):

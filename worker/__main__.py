@@ -7,15 +7,27 @@ import sys
 from typing import Sequence
 
 from caviar.config import Parser, configure_logging, exit_process, positive_float, positive_int
+
+
+def yes_no(text: str) -> bool:
+    """1/true/yes/on or 0/false/no/off (any case)."""
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError
+    return value in ("1", "true", "yes", "on")
+
+
+yes_no.__name__ = "1/0 (true/false, yes/no, on/off)"
 from caviar.errors import CaviarError
 
 EPILOG = """\
 exit status: 0 after a clean stop (first SIGTERM/SIGINT: the current trial is finished and
-recorded first; --max-trials or --idle-exit reached); 143 after a second SIGTERM/SIGINT (the
-running trial is handed back to the queue); 1 for a problem to fix (database unreachable at
-start, objective not importable); 2 for bad flags. Once started, the worker rides out database
-outages: it retries with backoff and never drops a finished result while it still holds the trial.
-Use the same --lease-seconds as the master: an idle worker requeues trials silent for that long."""
+recorded first; --max-trials, --idle-exit or --exit-when-done reached); 143 after a second
+SIGTERM/SIGINT (the running trial is handed back to the queue); 1 for a problem to fix (database
+unreachable at start or refusing an operation, objective not importable); 2 for bad flags. Once
+started, the worker rides out database outages: it retries with backoff and never drops a
+finished result while it still holds the trial. Use the same --lease-seconds as the master: an
+idle worker requeues trials silent for that long (on the database's clock)."""
 
 
 def build_parser() -> Parser:
@@ -38,6 +50,9 @@ def build_parser() -> Parser:
     p.env_option("--max-trials", "HKS_MAX_TRIALS", None, positive_int, help="exit 0 after running this many trials")
     p.env_option("--idle-exit", "HKS_IDLE_EXIT", None, positive_float,
                  help="exit 0 once the queue has been empty this many seconds")
+    p.env_option("--exit-when-done", "HKS_EXIT_WHEN_DONE", False, yes_no,
+                 nargs="?", const=True,
+                 help="exit 0 once the experiment (--exp-key) holds its max-evals finished trials")
     p.env_option("--connect-timeout", "HKS_CONNECT_TIMEOUT", 5.0, positive_float,
                  help="seconds to wait for the database at start (and per attempt later)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -50,21 +65,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.mongo:
         parser.error("--mongo is required (or set MONGO_URL)")
+    if args.exit_when_done and not args.exp_key:
+        parser.error("--exit-when-done needs --exp-key (or EXPERIMENT_NAME): the experiment to wait for")
     configure_logging(args.verbose)
     # Imported after logging is set up; tensorflow only by configure_gpu.
-    from caviar.store.mongo import MongoStore
+    from pymongo.errors import PyMongoError
+
+    from caviar.store.mongo import MongoStore, one_line
     from worker.service import Worker, WorkerConfig, configure_gpu
 
     try:
         if args.gpu:
             configure_gpu(args.gpu)
         store = MongoStore(args.mongo, args.exp_key, timeout_seconds=args.connect_timeout)
-        config = WorkerConfig(args.lease_seconds, args.poll_seconds, args.max_trials, args.idle_exit, args.gpu)
+        config = WorkerConfig(args.lease_seconds, args.poll_seconds, args.max_trials, args.idle_exit, args.gpu,
+                              args.exit_when_done)
         worker = Worker(store, config)
         worker.install_signal_handlers()
         return worker.run()
     except CaviarError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except PyMongoError as err:  # the database refused an operation (rights, a bad document): no traceback
+        print(f"error: the database failed: {one_line(err)[:300]}", file=sys.stderr)
         return 1
 
 

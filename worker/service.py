@@ -9,14 +9,22 @@ Robustness rules:
 
 - Database outages: every store call is retried with exponential backoff (up
   to ``MAX_BACKOFF`` seconds); the outage and the recovery are logged once
-  each. A finished result is kept in memory and retried until it lands; if
-  the lease was lost meanwhile the store refuses it (another worker has the
-  trial) and it is dropped with a warning.
+  each. A finished result is kept in memory and retried until it lands; the
+  store keeps it while the trial waits requeued and unclaimed, and refuses
+  it (dropped with a warning) once another worker has the trial.
+- A lost lease: the heartbeat asks the objective to stop at its next safe
+  point (``caviar.objective.check_stop``); the worker logs why and moves on.
 - Stopping: the first SIGTERM/SIGINT lets the current trial finish and be
   recorded, then the worker exits 0; a second one hands the trial back to the
-  queue and exits at once with ``EXIT_INTERRUPTED`` (143, as for SIGTERM).
+  queue and exits with ``EXIT_INTERRUPTED`` (143, as for SIGTERM): at once
+  while the objective runs, else right after the database call under way
+  (never between a claim and its bookkeeping, which would orphan the trial).
 - Workers that go silent lose their trial after the lease; idle workers
-  requeue such trials themselves, so no master needs to be running.
+  requeue such trials themselves, so no master needs to be running. Nobody
+  requeues before its process has seen the database answer for a full lease
+  (``MongoStore.steady_for``), at start and after an outage seen by any thread.
+- ``exit_when_done``: an idle worker exits 0 once its experiment holds
+  ``max_evals`` finished trials.
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from caviar.errors import CaviarError
 from caviar.family import load_family
+from caviar.store import DONE
 from caviar.store.mongo import MongoStore, one_line
-from caviar.objective import Objective
+from caviar.objective import LeaseLost, Objective
 from caviar.runner import Heartbeat, discard_artifacts, run_trial
 
 log = logging.getLogger(__name__)
@@ -66,6 +75,7 @@ class WorkerConfig:
     max_trials: int | None = None
     idle_exit: float | None = None
     gpu: str | None = None
+    exit_when_done: bool = False
 
 
 class Worker:
@@ -76,20 +86,27 @@ class Worker:
         # The random part tells apart the processes of a restarted container (same host name and pid).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._base_env = dict(os.environ)  # restored before each trial: experiments never share settings
-        self._quiet_until = 0.0  # no requeueing of others' trials until their heartbeats can land again
         self.trials_run = 0
         self._objectives: dict[str, Objective] = {}
         self._stop_requests = 0
+        self._interruptible = False  # True while only user code runs: no database call to cut in two
         self._current: dict[str, Any] | None = None
         self._db_down = False
 
     # -- stopping -------------------------------------------------------------
     def request_stop(self) -> None:
-        """First call: stop after the current trial. Second: raise StopNow to leave at once."""
+        """First call: stop after the current trial. Second: leave at once (StopNow) at a safe point."""
         self._stop_requests += 1
         if self._stop_requests == 1:
             log.info("stop requested: %s", "finishing the current trial first" if self._current else "exiting")
         elif self._stop_requests == 2:
+            if self._interruptible:
+                raise StopNow()
+            log.info("second stop request: leaving after the database call under way")
+
+    def _safe_point(self) -> None:
+        """Act on a second stop request here, where the worker's bookkeeping is consistent."""
+        if self._stop_requests >= 2:
             raise StopNow()
 
     def install_signal_handlers(self) -> None:
@@ -106,6 +123,7 @@ class Worker:
         try:
             self._serve()
         except StopNow:
+            self._interruptible = False
             if self._current is not None:
                 self._release(self._current["tid"])
             log.warning("stopped at once")
@@ -128,13 +146,16 @@ class Worker:
                 self._run(doc)
                 delay, idle_since = FIRST_POLL_SECONDS, time.monotonic()
                 continue
+            self._safe_point()
             now = time.monotonic()
             if self._stop_requests:
                 return
             if self.config.idle_exit is not None and now - idle_since >= self.config.idle_exit:
                 log.info("queue empty for %g s: exiting", self.config.idle_exit)
                 return
-            if now - last_requeue >= beat and now >= self._quiet_until and not self._db_down:
+            if now - last_requeue >= beat and not self._db_down:
+                if self.config.exit_when_done and self._experiment_complete():
+                    return
                 self._requeue_expired()
                 last_requeue = now
             time.sleep(delay)
@@ -142,15 +163,28 @@ class Worker:
             cap = self.config.poll_seconds if self.trials_run else min(self.config.poll_seconds, FIRST_TRIAL_POLL)
             delay = min(delay * 2, cap)
 
+    def _experiment_complete(self) -> bool:
+        """True (and logged) once the experiment holds its ``max_evals`` finished trials."""
+        experiment = self._retry("read the experiment", self.store.get_experiment) or {}
+        max_evals = experiment.get("max_evals")
+        done = self._retry("count the trials", self.store.count_by_state)[DONE]  # type: ignore[index]
+        if max_evals is None or done < max_evals:
+            return False
+        log.info("experiment %r is complete (%d of %d trials finished): exiting", self.store.exp_key,
+                 done, max_evals)
+        return True
+
     def _requeue_expired(self) -> None:
         """Give silent workers' trials back to the queue; tried once, never retried.
 
-        A retry that succeeds as the database returns would judge heartbeats
-        that could not land during the outage: the next claim's retry notices
-        the return and holds requeues back for a lease.
+        Held off until this process has seen the database answer for a full
+        lease (at start, after an outage seen by any of its threads): until
+        then, live workers' heartbeats may not have landed.
         """
         try:
-            self.store.requeue_expired(self._lease())
+            lease = self._lease()
+            if self.store.steady_for(lease):
+                self.store.requeue_expired(lease)
         except ConnectionFailure as err:
             log.warning("database unreachable (requeue expired trials: %s); retrying until it is back", one_line(err))
             self._db_down = True
@@ -178,14 +212,24 @@ class Worker:
         """Run one claimed trial and record its result (retrying until it lands or the lease is gone)."""
         tid = doc["tid"]
         self._current = doc  # stays set if StopNow interrupts: run() hands the trial back
+        self._safe_point()
         self._announce()
         with Heartbeat(self.store, tid, self.owner, self.config.lease_seconds / 4):  # imports can be slow
             fn, lease = self._prepare(doc)
         try:
+            self._interruptible = True
+            self._safe_point()
             result, artifacts = run_trial(self.store, doc, fn, self.owner, min(lease, self.config.lease_seconds) / 4)
         except CaviarError:  # e.g. no data set on this host: every trial would fail the same way
+            self._interruptible = False
             self._release(tid)
             raise
+        except LeaseLost as stopped:
+            log.warning("%s: the objective stopped at a safe point; nothing recorded", stopped)
+            self._current = None
+            return
+        finally:
+            self._interruptible = False
         self.trials_run += 1
         try:
             landed = self._retry(f"record trial {tid}", lambda: self.store.finish(tid, self.owner, result, artifacts))
@@ -212,7 +256,11 @@ class Worker:
             os.environ.update(self._base_env)
             os.environ.update({str(k): str(v) for k, v in (experiment.get("env") or {}).items()})
             if path not in self._objectives:
-                self._objectives[path] = load_family(path)
+                self._interruptible = True
+                try:
+                    self._objectives[path] = load_family(path)
+                finally:
+                    self._interruptible = False
         except CaviarError:
             self._release(doc["tid"])
             raise
@@ -245,13 +293,13 @@ class Worker:
                     self._db_down = True
                 if stoppable and self._stop_requests:
                     return None
+                self._safe_point()
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
                 continue
             if self._db_down:
                 log.info("database reachable again")
                 self._db_down = False
-                self._quiet_until = time.monotonic() + self.config.lease_seconds
             return value
 
     def info(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from caviar.objective import STATUS_OK, Objective, failure
+from caviar.objective import STATUS_OK, Objective, check_stop, failure
 from caviar.reporting import Checkpoint, Reporter, TrialStopped, check_step, finite_or_none
 from caviar.schedulers import Scheduler
 from caviar.store import TrialStore
@@ -43,6 +43,7 @@ class TrialReporter(Reporter):
 
     # -- Reporter -------------------------------------------------------------
     def report(self, step: int, value: float) -> bool:
+        check_stop()  # a worker that lost the trial's lease stops here, at a safe point, and records nothing
         step = check_step(step)
         score = finite_or_none(value)
         loss = None if score is None else self._sign * score

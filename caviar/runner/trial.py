@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from caviar import schedulers
-from caviar.objective import Objective, evaluate
+from caviar.objective import Objective, evaluate, request_stop
 from caviar.reporting import reporting_to
 from caviar.runner.artifacts import TrialArtifacts, new_scratch, scratch_env, split_artifacts
 from caviar.runner.reports import TrialReporter
@@ -21,8 +21,10 @@ class Heartbeat:
     """Refreshes the lease of one trial from a background thread while it runs.
 
     It stops beating once another worker owns the trial (the store then refuses
-    this worker's result). Database errors are logged once and retried on the
-    next beat: a short outage must not lose the trial.
+    this worker's result) and asks the objective to stop at its next safe point
+    (``caviar.objective.check_stop``). Database errors are logged once and
+    retried on the next beat: a short outage must not lose the trial. The
+    store takes back a trial requeued meanwhile that nobody claimed.
     """
 
     def __init__(self, store: TrialStore, tid: int, owner: str, interval: float):
@@ -37,13 +39,16 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        request_stop(None)
 
     def _run(self) -> None:
         failing = False
         while not self._stop.wait(self._interval):
             try:
                 if not self._store.heartbeat(self._tid, self._owner):
-                    log.warning("trial %s: lease lost to another worker", self._tid)
+                    reason = f"trial {self._tid}: lease lost (another worker holds the trial, or it finished)"
+                    log.warning("%s; asking the objective to stop at its next safe point", reason)
+                    request_stop(reason)
                     return
                 if failing:
                     log.info("trial %s: heartbeat reaches the store again", self._tid)

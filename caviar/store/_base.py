@@ -12,8 +12,12 @@ unchanged, plus plain-valued fields of ours:
 
 - ``params``: the concrete hyperparameters (what the objective receives), so a
   worker needs neither the space nor a pickle;
-- ``heartbeat``: float epoch seconds of the owner's last sign of life;
-- ``lease_losses``: how often a worker lost this trial by going silent.
+- ``heartbeat``: float epoch seconds of the owner's last sign of life, on the
+  store's clock (the database server's for MongoStore), as are ``book_time``
+  and ``refresh_time`` (the last change; finished trials never change again);
+- ``lease_losses``: how often a worker lost this trial by going silent;
+- ``lost_by``: the owner whose lease ran out, while the trial waits requeued:
+  that owner's late heartbeat takes the trial back and its late result is kept.
 
 States: ``NEW`` (queued), ``RUNNING`` (claimed), ``DONE`` (finished: ok or
 failed, per ``result["status"]``). A trial that failed counts as finished.
@@ -90,6 +94,13 @@ class TrialStore(abc.ABC):
         Returns the tids that changed.
         """
 
+    def steady_for(self, seconds: float) -> bool:
+        """Whether this process has seen the store answer for ``seconds``: callers requeue only then.
+
+        An in-process store is never unreachable.
+        """
+        return True
+
     @abc.abstractmethod
     def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
         """Workers that reported a heartbeat within the last ``within_seconds``."""
@@ -101,7 +112,10 @@ class TrialStore(abc.ABC):
 
     @abc.abstractmethod
     def heartbeat(self, tid: int, owner: str) -> bool:
-        """Refresh ``owner``'s lease on ``tid``; False when the trial is no longer its own."""
+        """Refresh ``owner``'s lease on ``tid``; False when the trial is no longer its own.
+
+        A trial requeued from ``owner`` (``lost_by``) that nobody claimed yet is taken back.
+        """
 
     @abc.abstractmethod
     def release(self, tid: int, owner: str) -> None:
@@ -111,8 +125,9 @@ class TrialStore(abc.ABC):
     def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
         """Record a trial's result (DONE); keep its artifact files if it is the new best.
 
-        Returns False (and records nothing) when ``owner`` no longer holds the
-        trial: its lease expired and the trial was given to someone else.
+        Also accepted while the trial waits requeued from ``owner`` and nobody
+        claimed it. Returns False (and records nothing) when the trial was given
+        to someone else or finished meanwhile.
         """
 
     @abc.abstractmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import shutil
 import socket
@@ -19,7 +20,9 @@ from typing import Any
 
 from caviar.files import atomic_copy, remove_durably, write_json
 from caviar.store._base import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, best_doc
-from caviar.objective import failure
+from caviar.objective import ATTACHMENTS_KEY, failure
+
+log = logging.getLogger(__name__)
 
 
 class LocalStore(TrialStore):
@@ -85,7 +88,7 @@ class LocalStore(TrialStore):
                     doc["result"] = failure(f"lost its worker {doc['lease_losses']} times (lease expired)")
                 else:
                     doc["state"] = NEW
-                doc["owner"] = None
+                doc["lost_by"], doc["owner"] = doc["owner"], None
                 doc["refresh_time"] = now
                 changed.append(doc["tid"])
         return changed
@@ -105,31 +108,39 @@ class LocalStore(TrialStore):
             doc.update(state=RUNNING, owner=owner, heartbeat=now, book_time=now, refresh_time=now)
             return copy.deepcopy(doc)
 
-    def _held(self, tid: int, owner: str) -> dict[str, Any] | None:
+    def _held(self, tid: int, owner: str, requeued: bool = False) -> dict[str, Any] | None:
+        """The trial while ``owner`` holds it (or, if ``requeued``, waits requeued from ``owner``)."""
         doc = self._docs.get(tid)
-        return doc if doc and doc["state"] == RUNNING and doc["owner"] == owner else None
+        if doc and doc["state"] == RUNNING and doc["owner"] == owner:
+            return doc
+        if requeued and doc and doc["state"] == NEW and doc.get("lost_by") == owner:
+            return doc
+        return None
 
     def heartbeat(self, tid: int, owner: str) -> bool:
         with self._lock:
-            doc = self._held(tid, owner)
+            doc = self._held(tid, owner, requeued=True)
             if doc:
-                doc["heartbeat"] = time.time()
+                doc.update(state=RUNNING, owner=owner, heartbeat=time.time())
             return doc is not None
 
     def release(self, tid: int, owner: str) -> None:
         with self._lock:
             doc = self._held(tid, owner)
             if doc:
-                doc.update(state=NEW, owner=None)
+                doc.update(state=NEW, owner=None, lost_by=None, refresh_time=time.time())
 
     def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
+        if ATTACHMENTS_KEY in result:
+            log.warning("trial %s: hyperopt result attachments are kept only in MongoDB; dropped", tid)
+            result = {k: v for k, v in result.items() if k != ATTACHMENTS_KEY}
         with self._lock:
-            doc = self._held(tid, owner)
+            doc = self._held(tid, owner, requeued=True)
             if doc is None:  # a repeated finish of what this owner already recorded is fine
                 done = self._docs.get(tid)
                 same = done is not None and (done.get("owner"), done.get("result")) == (owner, result)
                 return same and done["state"] == DONE
-            doc.update(state=DONE, result=copy.deepcopy(result), refresh_time=time.time())
+            doc.update(state=DONE, owner=owner, result=copy.deepcopy(result), refresh_time=time.time())
             if artifacts and self._artifact_dir and best_doc(list(self._docs.values())) is doc:
                 for name, path in artifacts.items():
                     self._keep_artifact(name, path, tid)

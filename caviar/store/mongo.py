@@ -7,12 +7,25 @@ and the workers all go through it. Collections of the database named in the URL
 - ``experiments``: ``{_id: exp_key, objective: "module:qualname", env: {...},
   max_evals, algo, updated_at, ...}``: what workers need to run a trial;
 - ``trials``: hyperopt's trial layout (see caviar.store) with ``params``,
-  ``heartbeat`` (float epoch seconds), ``lease_losses`` and ``exp_key``;
+  ``heartbeat``, ``lease_losses`` and ``exp_key``, indexed by ``refresh_time``
+  so that readers fetch only what changed (``TrialView``);
 - ``counters``: ``{_id: exp_key, next_tid}``, so trial ids stay unique across
   master restarts;
 - ``workers``: ``{_id: owner, host, pid, gpu, exp_key, tid, trial_exp_key, heartbeat}``;
+- ``masters``: ``{_id: exp_key, owner, host, pid, heartbeat}``: the master lease,
+  so that one master at a time queues an experiment's trials;
 - GridFS bucket ``artifacts``: the best trial's files, with
   ``metadata = {exp_key, tid, name, loss, ext}``.
+
+Time is the database's: every lease time (``heartbeat``, ``book_time``,
+``refresh_time`` of trials, workers and masters) is the server's clock, read
+with ``hello`` (``localTime``) just before the write, and judged against it,
+never against a host's clock, so hosts whose clocks disagree share leases
+safely. Times are stored as float epoch seconds. (MongoDB 4.2+ could stamp
+them in the write itself with ``$$NOW`` in an update pipeline, and
+``$currentDate`` writes dates; the nx-27017 test server has no update
+pipelines and compares dates written by updates wrongly, so the form used
+here is the one that is right on both.)
 
 Every state change is one conditional single-document update, so concurrent
 workers and masters never double-claim, double-count a lost lease, or let a
@@ -23,19 +36,23 @@ propagate; callers retry, and each operation is safe to repeat.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import logging
+import math
 import os
 import re
 import socket
+import threading
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import gridfs
 from pymongo import ASCENDING, MongoClient, ReturnDocument
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from caviar.errors import CaviarError
-from caviar.objective import STATUS_OK, failure, to_plain
+from caviar.objective import ATTACHMENTS_KEY, STATUS_OK, failure, to_plain
 from caviar.store._base import DONE, MAX_LEASE_LOSSES, NEW, RUNNING, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
@@ -43,6 +60,65 @@ log = logging.getLogger(__name__)
 DEFAULT_DATABASE = "caviar"
 ARTIFACT_BUCKET = "artifacts"
 _DUPLICATE_KEY = 11000
+# The largest integer a BSON document holds: trial ids and max_evals must stay below it.
+MAX_INT64 = 2**63 - 1
+# A change made with the server's clock just before a reader's query may become
+# visible just after it: readers look this far back each time (see TrialView).
+VISIBILITY_SLACK = 2.0
+F = TypeVar("F", bound=Callable[..., Any])
+# The _id of the documents of the experiment without a key (hyperopt's exp_key=None);
+# named experiments have non-empty keys.
+NO_KEY_ID = ""
+_THIS = object()  # "this store's experiment", where None names the experiment without a key
+# hyperopt's Trials.aname: the attachment name of a trial's own attachment.
+TRIAL_ATTACHMENT = "ATTACH::{tid}::{name}"
+ATTACHMENT_BUCKET = "attachments"
+
+
+def _watched(method: F) -> F:
+    """Record whether the database answered the call (see ``MongoStore.steady_for``)."""
+
+    @functools.wraps(method)
+    def call(self: "MongoStore", *args: Any, **kw: Any) -> Any:
+        try:
+            value = method(self, *args, **kw)
+        except ConnectionFailure:
+            with self._health_lock:
+                self._answering_since = None
+            raise
+        with self._health_lock:
+            if self._answering_since is None:
+                self._answering_since = time.monotonic()
+        return value
+
+    return call  # type: ignore[return-value]
+
+
+def _storable_loss(doc: dict[str, Any]) -> dict[str, Any]:
+    """A NaN or infinite ``result.loss`` as a string ("nan", "inf", "-inf"): JSON-backed servers refuse them."""
+    loss = (doc.get("result") or {}).get("loss")
+    if isinstance(loss, float) and not math.isfinite(loss):
+        doc["result"] = doc["result"] | {"loss": str(loss)}
+    return doc
+
+
+def _readable_loss(doc: dict[str, Any]) -> dict[str, Any]:
+    """Undo ``_storable_loss``: the float that hyperopt code expects."""
+    loss = (doc.get("result") or {}).get("loss")
+    if isinstance(loss, str):
+        doc["result"]["loss"] = float(loss)
+    return doc
+
+
+def tid_order(tid: Any) -> tuple[int, Any]:
+    """Sort key of trial ids: numbers in order, then any other ids hyperopt code inserted (strings)."""
+    return (0, tid) if isinstance(tid, (int, float)) else (1, str(tid))
+
+
+def check_int64(value: Any, what: str) -> None:
+    """Refuse an integer that MongoDB cannot store, before anything is written."""
+    if isinstance(value, int) and value > MAX_INT64:
+        raise CaviarError(f"{what} {value} is more than MongoDB can store (at most {MAX_INT64})")
 
 
 def redact(url: str) -> str:
@@ -59,11 +135,13 @@ def one_line(err: Exception) -> str:
 class MongoStore(TrialStore):
     """Trials of experiment ``exp_key`` in the MongoDB database named by ``url``.
 
-    With ``exp_key=None`` the store serves a worker of every experiment in the
-    database: ``claim`` takes from any experiment (the returned document names
-    it) and the worker-side calls (``heartbeat``, ``release``, ``finish``) act
-    on the experiment of the claimed trial. Optimizer-side calls need an
-    ``exp_key``.
+    ``exp_key=None`` has hyperopt's meaning: reads (``trial_docs``, counts,
+    ``requeue_expired``, ``delete_all``) cover every experiment of the
+    database, and what it writes belongs to the experiment without a key
+    (trials with ``exp_key: None``). A worker with ``exp_key=None`` serves
+    every experiment: ``claim`` takes from any (the returned document names
+    it) and ``heartbeat``, ``release`` and ``finish`` act on the experiment of
+    the claimed trial.
     """
 
     transient_errors = (ConnectionFailure,)
@@ -73,6 +151,8 @@ class MongoStore(TrialStore):
             raise CaviarError(f"experiment key must be a non-empty string, got {exp_key!r}")
         self.url = url
         self.exp_key = exp_key  # type: ignore[assignment]
+        self._health_lock = threading.Lock()
+        self._answering_since: float | None = None
         self._claimed: dict[int, str] = {}  # tid -> exp_key of trials claimed with exp_key=None
         timeout_ms = int(timeout_seconds * 1000)
         try:
@@ -90,34 +170,59 @@ class MongoStore(TrialStore):
         self._experiments = self.db["experiments"]
         self._counters = self.db["counters"]
         self._workers = self.db["workers"]
+        self._masters = self.db["masters"]
         self._bucket = gridfs.GridFSBucket(self.db, bucket_name=ARTIFACT_BUCKET)
+        self._attachments = gridfs.GridFSBucket(self.db, bucket_name=ATTACHMENT_BUCKET)
         try:
             self._client.admin.command("ping")
             self._trials.create_index([("exp_key", ASCENDING), ("tid", ASCENDING)], unique=True)
             self._trials.create_index([("exp_key", ASCENDING), ("state", ASCENDING), ("tid", ASCENDING)])
             self._trials.create_index([("state", ASCENDING), ("tid", ASCENDING)])  # claims of exp_key=None
+            self._trials.create_index([("exp_key", ASCENDING), ("refresh_time", ASCENDING)])  # TrialView
         except PyMongoError as err:
             self._client.close()
             raise CaviarError(
                 f"cannot use MongoDB at {redact(url)} (waited {timeout_seconds:g} s): {one_line(err)}"
             ) from err
+        self._answering_since = time.monotonic()
 
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
 
+    # -- the database's clock and health ------------------------------------
+    @_watched
+    def server_time(self) -> float:
+        """The database server's clock in epoch seconds: the one clock every lease is judged by."""
+        local = self._client.admin.command("hello")["localTime"]  # naive UTC, millisecond precision
+        return local.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+    def steady_for(self, seconds: float) -> bool:
+        """True once every call of this process (any thread) has had answers for ``seconds``.
+
+        Requeueing is held off until then, at start and after an outage: the
+        heartbeats of live workers could not land while this process could not
+        reach the database either, so their age means nothing yet.
+        """
+        with self._health_lock:
+            since = self._answering_since
+        return since is not None and time.monotonic() - since >= seconds
+
     # -- scoping ------------------------------------------------------------
-    def _key(self) -> str:
-        """The experiment of optimizer-side calls, which a multi-experiment store lacks."""
-        if self.exp_key is None:
-            raise ValueError("this MongoStore serves all experiments (exp_key=None); this call needs an exp_key")
-        return self.exp_key
+    def _doc_id(self, exp_key: str | None | object = _THIS) -> str:
+        """The ``_id`` of an experiment's documents in ``experiments``, ``counters`` and ``masters``."""
+        key = self.exp_key if exp_key is _THIS else exp_key
+        return NO_KEY_ID if key is None else str(key)
 
     def _scope(self, query: dict[str, Any]) -> dict[str, Any]:
         """Restrict a query to this store's experiment, if it has one."""
         return query if self.exp_key is None else {"exp_key": self.exp_key, **query}
 
-    def _exp_of(self, tid: int) -> str:
+    def _file_scope(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Restrict a GridFS query to this store's experiment, if it has a key."""
+        return query if self.exp_key is None else {"metadata.exp_key": self.exp_key, **query}
+
+    def _exp_of(self, tid: int) -> str | None:
         if self.exp_key is not None:
             return self.exp_key
         try:
@@ -136,35 +241,62 @@ class MongoStore(TrialStore):
         return doc
 
     # -- the experiment -------------------------------------------------------
-    def get_experiment(self, exp_key: str | None = None) -> dict[str, Any] | None:
+    @_watched
+    def get_experiment(self, exp_key: str | None | object = _THIS) -> dict[str, Any] | None:
         """The experiment document of ``exp_key`` (default: this store's experiment)."""
-        return self._experiments.find_one({"_id": exp_key or self._key()})
+        return self._experiments.find_one({"_id": self._doc_id(exp_key)})
 
+    @_watched
     def put_experiment(self, doc: dict[str, Any]) -> None:
         fields = to_plain({k: v for k, v in doc.items() if k != "_id"})
+        check_int64(fields.get("max_evals"), "max-evals")
         self._experiments.update_one(
-            {"_id": self._key()}, {"$set": {**fields, "updated_at": time.time()}}, upsert=True
+            {"_id": self._doc_id()}, {"$set": fields | {"updated_at": self.server_time()}}, upsert=True
         )
 
     # -- the optimizer's side -----------------------------------------------
+    @_watched
     def trial_docs(self) -> list[dict[str, Any]]:
-        return list(self._trials.find({"exp_key": self._key()}, {"_id": 0}).sort("tid", ASCENDING))
+        docs = [_readable_loss(d) for d in self._trials.find(self._scope({}), {"_id": 0})]
+        return sorted(docs, key=lambda d: tid_order(d["tid"]))
 
+    @_watched
+    def changed_docs(self, since: float | None, skip: list[Any]) -> tuple[list[dict[str, Any]], float]:
+        """Trials changed at or after ``since`` (all if None) but for the ``_id``s in ``skip``; and the next ``since``.
+
+        Documents keep their ``_id`` (tids repeat across experiments). The next
+        ``since`` lies ``VISIBILITY_SLACK`` before this query on the server's
+        clock, so a change that became visible late is still seen.
+        """
+        start = self.server_time()
+        query = self._scope({})
+        if since is not None:
+            query["refresh_time"] = {"$gte": since}
+            if skip:
+                query["_id"] = {"$nin": skip}
+        return [_readable_loss(d) for d in self._trials.find(query)], start - VISIBILITY_SLACK
+
+    @_watched
     def new_tids(self, n: int) -> list[int]:
         counter = self._counters.find_one_and_update(
-            {"_id": self._key()}, {"$inc": {"next_tid": n}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": self._doc_id()}, {"$inc": {"next_tid": n}}, upsert=True, return_document=ReturnDocument.AFTER
         )
         end = counter["next_tid"]
         return list(range(end - n, end))
 
+    @_watched
     def enqueue(self, docs: list[dict[str, Any]]) -> None:
-        """Insert NEW trials; repeating an insert that already landed (a retry) is accepted."""
+        """Insert trials (NEW unless a document says otherwise); repeating an insert that landed is accepted."""
         if not docs:
             return
-        exp_key = self._key()
+        exp_key = self.exp_key
+        now = self.server_time()
         rows = [
-            to_plain({k: v for k, v in doc.items() if k != "_id"})
-            | {"exp_key": exp_key, "state": NEW, "owner": None, "heartbeat": None, "lease_losses": 0}
+            _storable_loss(
+                {"state": NEW, "owner": None, "heartbeat": None, "lease_losses": 0}
+                | to_plain({k: v for k, v in doc.items() if k != "_id"})
+                | {"exp_key": exp_key, "refresh_time": now}
+            )
             for doc in docs
         ]
         try:
@@ -180,57 +312,97 @@ class MongoStore(TrialStore):
             if clashes:
                 raise ValueError(f"trials {clashes} already exist in experiment {exp_key!r}") from None
 
+    @_watched
     def count_by_state(self) -> dict[int, int]:
         counts = {NEW: 0, RUNNING: 0, DONE: 0}
-        pipeline = [{"$match": {"exp_key": self._key()}}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        pipeline = [{"$match": self._scope({})}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
         for row in self._trials.aggregate(pipeline):
             counts[row["_id"]] = row["n"]
         return counts
 
+    @_watched
     def requeue_expired(self, lease_seconds: float, now: float | None = None) -> list[int]:
         """See TrialStore; with exp_key=None it covers every experiment.
 
-        Each trial changes by an update conditional on the owner and heartbeat
-        that were seen expired, so of several masters or workers doing this at
-        once exactly one counts the loss.
+        ``now`` (epoch seconds) defaults to the server's clock, which also
+        stamped the heartbeats. Each trial changes by an update conditional on
+        the owner and heartbeat that were seen expired, so of several masters
+        or workers doing this at once exactly one counts the loss.
         """
-        now = time.time() if now is None else now
+        now = self.server_time() if now is None else now
+        cutoff = now - lease_seconds
         expired = self._trials.find(
-            self._scope({"state": RUNNING, "heartbeat": {"$lt": now - lease_seconds}}),
+            self._scope({"state": RUNNING, "heartbeat": {"$lt": cutoff}}),
             {"tid": 1, "owner": 1, "heartbeat": 1, "lease_losses": 1},
         )
         changed = []
         for doc in list(expired):
             losses = doc.get("lease_losses", 0) + 1
-            update: dict[str, Any] = {"owner": None, "heartbeat": None, "refresh_time": now}
+            update: dict[str, Any] = {"owner": None, "heartbeat": None, "lost_by": doc["owner"]}
             if losses >= MAX_LEASE_LOSSES:
                 update |= {"state": DONE, "result": failure(f"lost its worker {losses} times (lease expired)")}
             else:
                 update["state"] = NEW
             seen = {"_id": doc["_id"], "state": RUNNING, "owner": doc["owner"], "heartbeat": doc["heartbeat"]}
-            if self._trials.update_one(seen, {"$set": update, "$inc": {"lease_losses": 1}}).modified_count:
+            change = {"$set": update | {"refresh_time": now}, "$inc": {"lease_losses": 1}}
+            if self._trials.update_one(seen, change).modified_count:
                 log.warning("trial %s: lease of %s expired (%d lost): %s", doc["tid"], doc["owner"], losses,
                             "failed" if update["state"] == DONE else "back in the queue")
                 changed.append(doc["tid"])
         return changed
 
+    @_watched
     def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
-        """Workers seen recently that serve this experiment (or every experiment)."""
-        recent = self._workers.find({"heartbeat": {"$gte": time.time() - within_seconds}})
+        """Workers seen recently (by the server's clock) that serve this experiment (or every experiment)."""
+        recent = self._workers.find({"heartbeat": {"$gte": self.server_time() - within_seconds}})
         return [w for w in recent if self.exp_key is None or w.get("exp_key") in (None, self.exp_key)]
 
+    # -- the master lease ------------------------------------------------------
+    @_watched
+    def acquire_master(self, owner: str, lease_seconds: float, info: dict[str, Any]) -> dict[str, Any] | None:
+        """Become the experiment's master unless another one renewed its lease within ``lease_seconds``.
+
+        Returns None when ``owner`` now holds the lease, else the live master's
+        document (with ``age``: seconds since it was last seen, on the server's clock).
+        """
+        now = self.server_time()
+        takeable = {"_id": self._doc_id(), "$or": [{"owner": owner}, {"heartbeat": {"$lt": now - lease_seconds}}]}
+        fields = {"owner": owner, "host": socket.gethostname(), "lease_seconds": lease_seconds} | to_plain(info)
+        try:
+            self._masters.update_one(takeable, {"$set": fields | {"heartbeat": now}}, upsert=True)
+            return None
+        except DuplicateKeyError:
+            live = self._masters.find_one({"_id": self._doc_id()}) or {}
+            if live.get("owner") == owner or live.get("heartbeat") is None:
+                return self.acquire_master(owner, lease_seconds, info)  # released or renewed meanwhile
+            return live | {"age": now - live["heartbeat"]}
+
+    @_watched
+    def renew_master(self, owner: str) -> bool:
+        """Refresh ``owner``'s master lease; False when another master has taken it."""
+        return self._masters.update_one(
+            {"_id": self._doc_id(), "owner": owner}, {"$set": {"heartbeat": self.server_time()}}
+        ).matched_count == 1
+
+    @_watched
+    def release_master(self, owner: str) -> None:
+        """Give up the master lease (a clean exit), so a new master may start at once."""
+        self._masters.delete_one({"_id": self._doc_id(), "owner": owner})
+
+    @_watched
     def delete_all(self) -> None:
-        """Delete the experiment's trials and artifacts; tids stay reserved so none is reused."""
-        exp_key = self._key()
-        self._trials.delete_many({"exp_key": exp_key})
-        for f in self._bucket.find({"metadata.exp_key": exp_key}):
-            self._bucket.delete(f._id)
+        """Delete the experiment's trials, artifacts and attachments; tids stay reserved so none is reused."""
+        self._trials.delete_many(self._scope({}))
+        for bucket in (self._bucket, self._attachments):
+            for f in bucket.find(self._file_scope({})):
+                bucket.delete(f._id)
 
     # -- the worker's side ----------------------------------------------------
+    @_watched
     def claim(self, owner: str) -> dict[str, Any] | None:
-        now = time.time()
+        now = self.server_time()
         doc = self._trials.find_one_and_update(
-            self._scope({"state": NEW}),
+            self._scope({"state": NEW, "params": {"$exists": True}}),  # hyperopt's raw inserts are records only
             {"$set": {"state": RUNNING, "owner": owner, "heartbeat": now, "book_time": now, "refresh_time": now}},
             sort=[("tid", ASCENDING)],
             projection={"_id": 0},
@@ -238,41 +410,105 @@ class MongoStore(TrialStore):
         )
         return self._took(doc)
 
+    @_watched
     def held_trial(self, owner: str) -> dict[str, Any] | None:
         """The trial ``owner`` holds, if any: recovers a claim whose reply an outage lost."""
         return self._took(self._trials.find_one(self._scope({"state": RUNNING, "owner": owner}), {"_id": 0}))
 
+    def _ours_or_unclaimed(self, tid: int, owner: str) -> dict[str, Any]:
+        """Trial ``tid`` while ``owner`` holds it, or while it waits requeued from ``owner`` and nobody took it yet."""
+        return {"exp_key": self._exp_of(tid), "tid": tid,
+                "$or": [{"state": RUNNING, "owner": owner}, {"state": NEW, "lost_by": owner}]}
+
+    @_watched
     def heartbeat(self, tid: int, owner: str) -> bool:
-        refreshed = self._trials.update_one(self._owned(tid, owner), {"$set": {"heartbeat": time.time()}})
+        """See TrialStore; a trial requeued while its owner was cut off, and not yet claimed, is taken back."""
+        refreshed = self._trials.update_one(
+            self._ours_or_unclaimed(tid, owner),
+            {"$set": {"state": RUNNING, "owner": owner, "heartbeat": self.server_time()}},
+        )
         return refreshed.matched_count == 1
 
+    @_watched
     def release(self, tid: int, owner: str) -> None:
         self._trials.update_one(
             self._owned(tid, owner),
-            {"$set": {"state": NEW, "owner": None, "heartbeat": None, "refresh_time": time.time()}},
+            {"$set": {"state": NEW, "owner": None, "heartbeat": None, "lost_by": None,
+                      "refresh_time": self.server_time()}},
         )
 
+    @_watched
     def finish(self, tid: int, owner: str, result: dict[str, Any], artifacts: dict[str, str] | None = None) -> bool:
-        """See TrialStore. Idempotent: a retry after a write that landed returns True again."""
+        """See TrialStore. Idempotent: a retry after a write that landed returns True again.
+
+        hyperopt result ``attachments`` (name -> bytes) go to GridFS before the
+        result, as the trial's attachments (``trial_attachments`` in hyperopt),
+        and are deleted again if the result is refused.
+        """
         exp_key = self._exp_of(tid)
-        result = to_plain(result)
+        attachments = result.get(ATTACHMENTS_KEY) or {}
+        result = to_plain({k: v for k, v in result.items() if k != ATTACHMENTS_KEY})
+        names = [TRIAL_ATTACHMENT.format(tid=tid, name=name) for name in attachments]
+        for name, data in zip(names, attachments.values()):
+            self._put_attachment(exp_key, name, data)
         written = self._trials.update_one(
-            self._owned(tid, owner), {"$set": {"state": DONE, "result": result, "refresh_time": time.time()}}
+            self._ours_or_unclaimed(tid, owner),
+            {"$set": {"state": DONE, "owner": owner, "result": result, "refresh_time": self.server_time()}},
         )
         if not written.matched_count:
             doc = self._trials.find_one({"exp_key": exp_key, "tid": tid}, {"state": 1, "owner": 1, "result": 1})
             if not (doc and doc["state"] == DONE and doc.get("owner") == owner and doc.get("result") == result):
+                for name in names:
+                    self._delete_attachment(exp_key, name)
                 return False
         if artifacts and result.get("status") == STATUS_OK:
             self._keep_if_best(exp_key, tid, result, artifacts)
         return True
 
+    @_watched
     def worker_alive(self, owner: str, info: dict[str, Any]) -> None:
-        fields = {"host": socket.gethostname()} | to_plain(info) | {"heartbeat": time.time()}
+        fields = {"host": socket.gethostname()} | to_plain(info) | {"heartbeat": self.server_time()}
         self._workers.update_one({"_id": owner}, {"$set": fields}, upsert=True)
 
+    @_watched
     def worker_gone(self, owner: str) -> None:
         self._workers.delete_one({"_id": owner})
+
+    # -- hyperopt's attachments (bytes by name) ------------------------------
+    def _put_attachment(self, exp_key: str | None, name: str, data: bytes) -> None:
+        """Store ``data`` as attachment ``name`` of ``exp_key``, replacing an older one once it is in."""
+        older = [f._id for f in self._attachments.find({"metadata.exp_key": exp_key, "metadata.name": name})]
+        self._attachments.upload_from_stream(name, data, metadata={"exp_key": exp_key, "name": name})
+        for file_id in older:
+            self._attachments.delete(file_id)
+
+    def _delete_attachment(self, exp_key: str | None, name: str) -> bool:
+        found = False
+        for f in self._attachments.find({"metadata.exp_key": exp_key, "metadata.name": name}):
+            self._attachments.delete(f._id)
+            found = True
+        return found
+
+    @_watched
+    def attachment_names(self) -> list[str]:
+        """Names of the experiment's attachments (every experiment's with exp_key=None)."""
+        return sorted({f.metadata["name"] for f in self._attachments.find(self._file_scope({}))})
+
+    @_watched
+    def get_attachment(self, name: str) -> bytes | None:
+        """The newest attachment ``name`` (None if there is none)."""
+        files = list(self._attachments.find(self._file_scope({"metadata.name": name})).sort("uploadDate", -1))
+        return self._attachments.open_download_stream(files[0]._id).read() if files else None
+
+    @_watched
+    def put_attachment(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` for the experiment (hyperopt's ``trials.attachments[name] = data``)."""
+        self._put_attachment(self.exp_key, name, data)
+
+    @_watched
+    def delete_attachment(self, name: str) -> bool:
+        """Delete attachment ``name``; False if there was none."""
+        return self._delete_attachment(self.exp_key, name)
 
     # -- artifacts -----------------------------------------------------------
     def _keep_if_best(self, exp_key: str, tid: int, result: dict[str, Any], artifacts: dict[str, str]) -> None:
@@ -303,8 +539,9 @@ class MongoStore(TrialStore):
             if f.metadata["tid"] != keep:
                 self._bucket.delete(f._id)
 
+    @_watched
     def fetch_best_artifact(self, name: str, dest: str) -> int | None:
-        files = list(self._bucket.find({"metadata.exp_key": self._key(), "metadata.name": name}))
+        files = list(self._bucket.find({"metadata.exp_key": self.exp_key, "metadata.name": name}))
         if not files:
             return None
         best = min(files, key=lambda f: (f.metadata["loss"], f.metadata["tid"]))
@@ -368,3 +605,53 @@ class MongoStore(TrialStore):
         bucket = self._checkpoints()
         for f in bucket.find({"metadata.exp_key": self._exp_of(tid), "metadata.tid": tid}):
             bucket.delete(f._id)
+
+class TrialView:
+    """One experiment's trials held in memory and kept current by reading only what changed.
+
+    Finished trials never change, so a reader that has one never reads it
+    again: each ``refresh`` fetches the trials whose ``refresh_time`` (server
+    clock, indexed) is recent, which keeps the cost per finished trial flat
+    however large the experiment grows. The master and ``MongoTrials`` read
+    through it.
+    """
+
+    def __init__(self, store: MongoStore):
+        self._store = store
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (after ``delete_all``): the next refresh reads every trial."""
+        self._docs: dict[Any, dict[str, Any]] = {}  # by _id: tids repeat across experiments
+        self._counts = {NEW: 0, RUNNING: 0, DONE: 0}
+        self._since: float | None = None
+        self._recent_done: dict[Any, float] = {}  # finished trials the next query would return again
+        self._ordered: list[dict[str, Any]] | None = []
+
+    def refresh(self) -> int:
+        """Read what changed since the last refresh; return how many trials changed."""
+        changed, since = self._store.changed_docs(self._since, list(self._recent_done))
+        for doc in changed:
+            key = doc.pop("_id")
+            old = self._docs.get(key)
+            if old is not None:
+                self._counts[old["state"]] -= 1
+            self._counts[doc["state"]] = self._counts.get(doc["state"], 0) + 1
+            self._docs[key] = doc
+            if doc["state"] == DONE:
+                self._recent_done[key] = doc["refresh_time"]
+        self._since = since
+        self._recent_done = {k: at for k, at in self._recent_done.items() if at >= since}
+        if changed:
+            self._ordered = None
+        return len(changed)
+
+    def docs(self) -> list[dict[str, Any]]:
+        """Every trial, in tid order (the list is shared: do not modify it)."""
+        if self._ordered is None:
+            self._ordered = sorted(self._docs.values(), key=lambda d: tid_order(d["tid"]))
+        return self._ordered
+
+    def counts(self) -> dict[int, int]:
+        """How many trials are in each state, as of the last refresh."""
+        return dict(self._counts)

@@ -88,3 +88,20 @@ def needs_missing_data(params: dict[str, Any]) -> float:
     from caviar.errors import CaviarError
 
     raise CaviarError("no data set here: put it in ml_req/")
+
+
+def stops_when_asked(params: dict[str, Any]) -> float:
+    """Works for ``params["seconds"]`` (default 30) in 0.1 s steps, calling check_stop after each, like an epoch loop."""
+    from caviar.objective import check_stop
+
+    deadline = time.monotonic() + float(params.get("seconds", 30))
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        check_stop()
+    return quadratic(params)
+
+
+def with_attachments(params: dict[str, Any]) -> dict[str, Any]:
+    """``quadratic`` returning hyperopt result attachments (bytes), as hyperopt users' objectives do."""
+    loss = quadratic(params)
+    return {"loss": loss, "status": "ok", "attachments": {"blob": repr(loss).encode()}}

@@ -66,13 +66,13 @@ def test_a_killed_master_restarts_without_duplicates_or_losses(mongo_url: str, w
     for _ in range(2):
         workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "5")
     results, log = tmp_path / "results", tmp_path / "master.log"
-    master = start_master(mongo_url, "e", results, 24, log=log)
+    master = start_master(mongo_url, "e", results, 24, "--lease-seconds", "4", log=log)
     store = MongoStore(mongo_url, "e")
     wait_until(lambda: store.count_by_state()[DONE] >= 8, 60, "8 finished trials")
     master.send_signal(signal.SIGKILL)
     master.wait(timeout=10)
     assert store.count_by_state()[DONE] < 24
-    again = start_master(mongo_url, "e", results, 24, log=log)
+    again = start_master(mongo_url, "e", results, 24, "--lease-seconds", "4", log=log)  # takes over after 4 s
     assert again.wait(timeout=120) == 0, log.read_text()
     check_exactly(mongo_url, "e", results, 24)
 
@@ -143,3 +143,46 @@ def test_a_master_restarted_after_the_end_still_mirrors_the_results(mongo_url: s
     assert "nothing to do" in (tmp_path / "m.log").read_text()
     check_exactly(mongo_url, "e", tmp_path / "again", 6)
     assert (tmp_path / "again" / "best.json").exists() and (tmp_path / "again" / "plots").is_dir()
+
+
+def test_two_masters_on_one_experiment_never_pass_max_evals(mongo_url: str, workers: Workers, tmp_path: Path):
+    for _ in range(3):
+        workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "6")
+    logs = [tmp_path / "m0.log", tmp_path / "m1.log"]
+    masters = [start_master(mongo_url, "e", tmp_path / f"r{i}", 20, log=log) for i, log in enumerate(logs)]
+    assert [m.wait(timeout=180) for m in masters] == [0, 0], "\n".join(log.read_text() for log in logs)
+    docs = MongoStore(mongo_url, "e").trial_docs()
+    assert len(docs) == 20 and all(d["state"] == DONE for d in docs)
+    texts = [log.read_text() for log in logs]
+    standby = [t for t in texts if "has a live master" in t]
+    assert len(standby) == 1, texts  # one line naming the live master; it took over only after the first ended
+    assert "standing by until it exits" in standby[0] and "nothing to do" in standby[0]
+
+
+def test_sigterm_stops_the_master_with_its_mirror_complete(mongo_url: str, workers: Workers, tmp_path: Path):
+    workers.start(mongo_url, "--exp-key", "e", "--idle-exit", "5", env={"SLEEPY_SECONDS": "0.3"})
+    results, log = tmp_path / "results", tmp_path / "master.log"
+    master = start_master(mongo_url, "e", results, 40, log=log)
+    store = MongoStore(mongo_url, "e")
+    wait_until(lambda: store.count_by_state()[DONE] >= 3, 60, "3 finished trials")
+    master.send_signal(signal.SIGTERM)
+    assert master.wait(timeout=30) == 143, log.read_text()
+    with open(results / "results.pkl", "rb") as f:
+        mirrored = {t["tid"] for t in pickle.load(f).trials}
+    done = {d["tid"] for d in store.trial_docs() if d["state"] == DONE}
+    assert len(mirrored) >= 3 and mirrored <= done
+    text = log.read_text()
+    assert "stopped by SIGTERM" in text and "Traceback" not in text
+
+
+def test_max_evals_beyond_what_mongodb_stores_is_one_line_before_anything_is_written(
+    mongo_url: str, tmp_path: Path
+):
+    proc = subprocess.run(
+        [sys.executable, "-m", "optimizer", "--mongo", mongo_url, "--space", SPACE, "--objective", SLEEPY,
+         "--max-evals", str(2**63), "--results-dir", str(tmp_path / "r")],
+        cwd=ROOT, env=env_for_subprocess(), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: --max-evals {2**63} is more than MongoDB can store (at most {2**63 - 1})"
+    assert not (tmp_path / "r").exists() and MongoStore(mongo_url, "caviar").get_experiment() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import signal
 from pathlib import Path
 
@@ -61,12 +62,13 @@ def test_a_lambda_objective_is_refused(mongo_url: str) -> None:
     assert trials.count_by_state_unsynced(JOB_STATE_NEW) == 0 and trials.store.get_experiment() is None
 
 
-def test_trials_cannot_be_queued_without_fmins_space(mongo_url: str) -> None:
+def test_trials_inserted_outside_fmin_are_records_that_no_worker_claims(mongo_url: str) -> None:
     trials = MongoTrials(mongo_url, exp_key="nospace")
     [tid] = trials.new_trial_ids(1)
     docs = trials.new_trial_docs([tid], [None], [{"status": "new"}], [trial_doc(tid, {"x": 1.0})["misc"]])
-    with pytest.raises(CaviarError, match="search space"):
-        trials.insert_trial_docs(docs)
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    assert [t["tid"] for t in trials.trials] == [tid] and trials.store.claim("w") is None
 
 
 def test_the_helpers_space_has_a_conditional_branch() -> None:
@@ -74,3 +76,23 @@ def test_the_helpers_space_has_a_conditional_branch() -> None:
     poly = space_eval(SPACE, {"x": 1.0, "model": 1, "degree": 3.0, "scale": 1.0})
     assert linear == {"x": 1.0, "model": {"kind": "linear"}}
     assert objectives.quadratic(linear) == 0.0 and objectives.quadratic(poly) == pytest.approx(0.3)
+
+
+def database_for_url(url: str) -> str:
+    return url.split("?", 1)[0].rsplit("/", 1)[1]
+
+
+def test_hyperopt_users_code_runs_unchanged(mongo_server: str, mongo_url: str, workers: Workers) -> None:
+    """hyperopt's URL form, no exp_key, result attachments read back from another handle."""
+    workers.start(mongo_url, "--idle-exit", "3")  # no --exp-key: serves the keyless experiment too
+    netloc, query = re.fullmatch(r"mongodb://([^/?]+)/?[^?]*(\?.*)?", mongo_server).groups()  # type: ignore[union-attr]
+    url = f"mongo://{netloc}/{database_for_url(mongo_url)}/jobs{query or ''}"
+    trials = MongoTrials(url)
+    fmin(objectives.with_attachments, SPACE, algo=tpe.suggest, max_evals=4, trials=trials, show_progressbar=False)
+    assert workers.wait_all(timeout=60) == [0], workers.logs()
+    other = MongoTrials(url, exp_key=None)
+    assert len(other) == 4 and all(t["exp_key"] is None for t in other.trials)
+    for trial in other.trials:
+        assert other.trial_attachments(trial)["blob"] == repr(trial["result"]["loss"]).encode()
+        assert "attachments" not in trial["result"]
+    assert sorted(other.attachments) == sorted(f"ATTACH::{t['tid']}::blob" for t in other.trials)

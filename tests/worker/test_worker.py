@@ -183,7 +183,8 @@ def test_help_documents_every_flag_and_bad_flags_exit_2(
     assert exit_help.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--mongo", "--exp-key", "--gpu", "--lease-seconds", "--poll-seconds", "--max-trials",
-                 "--idle-exit", "--connect-timeout", "MONGO_URL", "EXPERIMENT_NAME", "143"):
+                 "--idle-exit", "--exit-when-done", "--connect-timeout", "MONGO_URL", "EXPERIMENT_NAME",
+                 "HKS_EXIT_WHEN_DONE", "143"):
         assert flag in text
     for argv in (["--bogus"], ["--mongo", "mongodb://h/x", "--lease-seconds", "-1"]):
         with pytest.raises(SystemExit) as bad:

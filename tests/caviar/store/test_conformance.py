@@ -125,6 +125,30 @@ def test_an_expired_lease_goes_back_to_the_queue(store: TrialStore) -> None:
     assert (doc["state"], doc["owner"], doc["result"]["loss"]) == (DONE, "fast", 1.0)
 
 
+def test_a_late_result_is_kept_while_the_requeued_trial_waits_unclaimed(store: TrialStore) -> None:
+    first, second = enqueue_points(store, [{"x": 0.0}, {"x": 1.0}])
+    store.claim("cut-off")
+    assert expire(store) == [first]
+    assert store.finish(first, "cut-off", {"status": "ok", "loss": 2.0})  # nobody took it: kept
+    doc = by_tid(store, first)
+    assert (doc["state"], doc["owner"], doc["result"]["loss"]) == (DONE, "cut-off", 2.0)
+    assert store.claim("next")["tid"] == second  # the finished trial is not handed out again
+
+
+def test_a_late_heartbeat_takes_back_an_unclaimed_requeued_trial_but_not_a_released_one(store: TrialStore) -> None:
+    [tid] = enqueue_points(store, [{"x": 0.0}])
+    store.claim("cut-off")
+    expire(store)
+    assert store.heartbeat(tid, "cut-off")
+    doc = by_tid(store, tid)
+    assert (doc["state"], doc["owner"]) == (RUNNING, "cut-off")
+    assert not store.heartbeat(tid, "stranger")
+    store.release(tid, "cut-off")  # handed back on purpose: a stray beat must not take it again
+    assert not store.heartbeat(tid, "cut-off")
+    assert not store.finish(tid, "cut-off", {"status": "ok", "loss": 1.0})
+    assert by_tid(store, tid)["state"] == NEW
+
+
 def test_a_trial_that_loses_every_worker_fails_after_three_leases(store: TrialStore) -> None:
     poison, healthy = enqueue_points(store, [{"x": 0.0}, {"x": 1.0}])
     for attempt in range(MAX_LEASE_LOSSES):
