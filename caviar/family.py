@@ -16,7 +16,17 @@ never looks inside a model:
 - ``evaluate_best(path)``: test-set metrics of the best trial's artifact, a
   self-contained model (preprocessing included) that the objective returned
   as ``artifacts[name]``; ``test_artifact`` is the file name it is read back
-  as, ``name`` plus the extension its loader needs (``"model.keras"``).
+  as, ``name`` plus the extension its loader needs (``"model.keras"``);
+- ``refit(params, out_path)``: the chosen point trained once more on all the
+  training data (train + validation), its self-contained model saved to
+  ``out_path`` (named like ``test_artifact``), its test-set metrics returned:
+  what ``--refit`` runs at the end of a search (default: on when the
+  family's ``cv_setting`` is above 1, i.e. when trials scored by K-fold
+  cross-validation kept no model trained on everything);
+- ``predict(artifact_path, input_path)``: ``(id, label)`` per input of a file
+  (the family says which files it reads), with a saved model: what
+  ``python -m optimizer predict`` writes as CSV;
+- ``cv_setting``: the environment variable of its number of folds, if any.
 
 The CIFAR CNN (``neural_net:CNN``) is one family. Any plain ``module:function``
 objective becomes a ``FunctionFamily``: metric "loss", minimized, no settings,
@@ -73,6 +83,7 @@ class ModelFamily:
     demo_params: dict[str, Any] | None = None
     diagrams: bool = False
     test_artifact: str | None = None
+    cv_setting: str | None = None
 
     def objective(self, params: dict[str, Any]) -> Any:
         """Train and score one point: a loss, or a hyperopt result dict (see ``caviar.objective``)."""
@@ -91,6 +102,14 @@ class ModelFamily:
     def evaluate_best(self, artifact_path: str) -> dict[str, float]:
         """Test-set metrics of the best trial's artifact, fetched to ``artifact_path`` (named ``test_artifact``)."""
         raise NotImplementedError(f"{type(self).__name__} has no test-set evaluation")
+
+    def refit(self, params: dict[str, Any], out_path: str) -> dict[str, Any]:
+        """Retrain ``params`` on train + validation, save the model to ``out_path``, return test-set metrics."""
+        raise NotImplementedError(f"{type(self).__name__} cannot refit a point")
+
+    def predict(self, artifact_path: str, input_path: str) -> list[tuple[Any, Any]]:
+        """``(id, label)`` of each input in ``input_path``, predicted by the saved model ``artifact_path``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot predict")
 
     def describe(self) -> dict[str, Any]:
         """What the read-only tools need to know without importing the family: its metric and direction."""

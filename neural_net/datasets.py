@@ -117,6 +117,13 @@ class Data:
         return len(self.coarse_names)
 
 
+def training_pool(data: Data) -> Split:
+    """The training and validation images together, in that order: what cross-validation folds and a refit use."""
+    coarse = None if data.train.coarse is None else np.concatenate([data.train.coarse, data.validation.coarse])
+    return Split(np.concatenate([data.train.x, data.validation.x]),
+                 np.concatenate([data.train.fine, data.validation.fine]), coarse)
+
+
 def _unpickle(tar: tarfile.TarFile, member: str) -> dict[str, Any]:
     """One of the Python-2 pickles of a CIFAR archive, with its bytes keys made str."""
     handle = tar.extractfile(member)
