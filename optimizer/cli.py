@@ -64,6 +64,9 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
                    help="log trials to <results-dir>/tensorboard/; default: the trials with per-epoch curves")
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="at the end, retrain the best point on train + validation into <results-dir>/best_model_refit.keras "
+                   "and score it on the test set (best.json: refit); default: on with --cv K > 1")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     if family is not None and family.settings:
         group = p.add_argument_group(f"settings of the model family ({type(family).__name__})")
@@ -151,7 +154,10 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
             recorder.close()
     finished = store.count_by_state().get(DONE, 0)
     if results.experiment().get("finalized_at") != finished:  # once per completed total
-        finalize(store, family, results, plots=not args.no_plots)
+        from optimizer.refit import refit_by_default
+
+        finalize(store, family, results, plots=not args.no_plots,
+                 refit=refit_by_default(family) if args.refit is None else args.refit)
         results.prepare(identity, {"finalized_at": finished})
     return 0
 
@@ -161,6 +167,7 @@ TOOLS = {
     "plot": "draw the plots of the finished trials into results/plots/",
     "best": "print the best trial's hyperparameters and metrics",
     "export": "write the best trial's trained model to a file",
+    "predict": "write a CSV of class predictions (id,label) of the refit or best model on a file of inputs",
 }
 
 
@@ -179,6 +186,10 @@ def build_tool_parser(tool: str) -> Parser:
         p.add_argument("--out", help="folder of the PNGs (default: <results-dir>/plots)")
     if tool == "export":
         p.add_argument("--out", required=True, help="file to write the model to (.keras)")
+    if tool == "predict":
+        from optimizer.predict import add_predict_arguments
+
+        add_predict_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -209,11 +220,16 @@ def tool(name: str, args: argparse.Namespace) -> int:
     import json
     import time
 
+    from caviar.cv import cv_table
     from caviar.output.results import best_summary
     from caviar.output.status import collect, render
     from caviar.store import best_doc
 
     store, experiment = open_experiment(args)
+    if name == "predict":
+        from optimizer.predict import predict_tool
+
+        return predict_tool(store, experiment, args)
     if name == "status":
         while True:
             status = collect(store, experiment.get("max_evals"), float(experiment.get("lease_seconds") or 60))
@@ -228,6 +244,8 @@ def tool(name: str, args: argparse.Namespace) -> int:
         if best is None:
             raise CaviarError("no trial has succeeded yet")
         summary = best_summary(best)
+        if args.json and (table := cv_table(store.trial_docs())) is not None:
+            summary["cv_results"] = table
         print(json.dumps(summary, indent=2, sort_keys=True) if args.json else render_best(summary))
         return 0
     if name == "plot":
