@@ -32,9 +32,9 @@ differences, so that each example runs as it was published:
   the validation split, with ``caviar.cv.cross_validate``; the result keeps
   each fold's accuracy, history and fit time.
 
-A trial on the validation split keeps its model (raw uint8 images in, class
-probabilities out) as its artifact; a cross-validated one keeps none (each
-fold's model saw part of the images only): ``refit`` trains the chosen point
+A trial keeps its model (raw uint8 images in, class probabilities out) as its
+artifact: with ``HKS_CV``, its best fold's, as the CIFAR CNN does. Each of
+those saw part of the training images only: ``refit`` trains the chosen point
 on all of them, for the point's epochs, and scores it on the test split.
 
 A trial's loss is minus the accuracy of the final model on the held-out
@@ -55,6 +55,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -69,11 +70,14 @@ from neural_net import datasets
 from neural_net.datasets import training_pool
 from neural_net.family import ImageFamily
 from neural_net.settings import SETTINGS, Settings
-from neural_net.train import evaluate_test
+from neural_net.train import discarded_on_error, evaluate_test, keep_best_fold
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[Mapping[str, Any], tuple[int, ...], int], keras.Model]
+Builder = Callable[..., keras.Model]  # (params, input_shape, n_classes, scale=...) -> compiled model
+# The tutorials divide the images by 255 before fitting; the models here do it themselves, so that a
+# saved model takes the data set's raw uint8 images (as neural_net.model's CNN does).
+PIXEL_SCALE = 1 / 255
 EVAL_BATCH_SIZE = 256
 
 MLP1_SPACE: dict[str, Any] = {
@@ -104,10 +108,11 @@ CNN_SPACE: dict[str, Any] = {
 }
 
 
-def build_mlp1(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+def build_mlp1(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
+               scale: float | None = PIXEL_SCALE) -> keras.Model:
     """Flatten, one ReLU hidden layer of ``nodes``, softmax; RMSprop at ``lr``."""
     model = keras.Sequential([
-        keras.Input(input_shape),
+        *_inputs(input_shape, scale),
         keras.layers.Flatten(),
         keras.layers.Dense(int(params["nodes"]), activation="relu"),
         keras.layers.Dense(n_classes, activation="softmax"),
@@ -115,11 +120,12 @@ def build_mlp1(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classe
     return _compiled(model, keras.optimizers.RMSprop(float(params["lr"])))
 
 
-def build_mlp2(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+def build_mlp2(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
+               scale: float | None = PIXEL_SCALE) -> keras.Model:
     """Flatten, two ReLU hidden layers each followed by dropout, softmax; Adam."""
     dropout = float(params["dropout"])
     model = keras.Sequential([
-        keras.Input(input_shape),
+        *_inputs(input_shape, scale),
         keras.layers.Flatten(),
         keras.layers.Dense(int(params["hidden_layer_one"]), activation="relu"),
         keras.layers.Dropout(dropout),
@@ -130,14 +136,15 @@ def build_mlp2(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classe
     return _compiled(model, keras.optimizers.Adam())
 
 
-def build_cnn(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+def build_cnn(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
+              scale: float | None = PIXEL_SCALE) -> keras.Model:
     """Two conv+max-pool blocks, a ReLU dense layer, dropout, softmax; Adadelta or Adam.
 
     The convolutions pad ("same"), so that every kernel and pool size of the space fits 28x28 images.
     """
     kernel, pool = int(params["kernel"]), int(params["pool"])
     model = keras.Sequential([
-        keras.Input(input_shape),
+        *_inputs(input_shape, scale),
         keras.layers.Conv2D(int(params["first_conv"]), kernel, activation="relu", padding="same"),
         keras.layers.MaxPooling2D(pool),
         keras.layers.Conv2D(int(params["second_conv"]), kernel, activation="relu", padding="same"),
@@ -151,6 +158,11 @@ def build_cnn(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes
     if params["optimizer"] not in optimizers:
         raise ValueError(f"optimizer {params['optimizer']!r} is not one of {', '.join(optimizers)}")
     return _compiled(model, optimizers[params["optimizer"]](float(params["learning_rate"])))
+
+
+def _inputs(input_shape: tuple[int, ...], scale: float | None) -> list[keras.layers.Layer]:
+    """The input, then the pixels scaled by ``scale`` (None: features taken as they are)."""
+    return [keras.Input(input_shape)] + ([keras.layers.Rescaling(scale)] if scale is not None else [])
 
 
 def _compiled(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
@@ -172,15 +184,16 @@ def fit(build: Builder, params: Mapping[str, Any], train: tuple[np.ndarray, np.n
 
 def fit_and_score(build: Builder, params: Mapping[str, Any], train: tuple[np.ndarray, np.ndarray],
                   test: tuple[np.ndarray, np.ndarray], n_classes: int, epochs: int, seed: int,
-                  save_to: str | None = None) -> dict[str, Any]:
-    """Train a fresh model of ``params`` on ``train``; its accuracy on ``test``, history and fit time.
-
-    ``save_to``: also save the trained model there.
-    """
-    model, history, fit_time = fit(build, params, train, n_classes, epochs, seed)
-    _, accuracy = model.evaluate(*test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-    if save_to is not None:
-        model.save(save_to)
+                  path: Path) -> dict[str, Any]:
+    """Train a fresh model of ``params`` on ``train`` and save it to ``path``; its accuracy on ``test``,
+    history and fit time. The folder of ``path`` is removed if the fit fails."""
+    try:
+        model, history, fit_time = fit(build, params, train, n_classes, epochs, seed)
+        _, accuracy = model.evaluate(*test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        model.save(path)
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
     return {"score": float(accuracy), "history": history, "fit_time": fit_time}
 
 
@@ -194,6 +207,11 @@ def settings_for(dataset: str, validation_split: float | None = None,
     if validation_split is not None and not env.get("HKS_VALIDATION_SPLIT", "").strip():
         settings = dataclasses.replace(settings, validation_split=validation_split)
     return settings
+
+
+def _model_path() -> Path:
+    """A fresh ``model.keras`` path in a "tmp…" folder, which the runner deletes whole once it is stored."""
+    return Path(tempfile.mkdtemp()) / "model.keras"
 
 
 def _epochs(params: Mapping[str, Any], settings: Settings) -> int:
@@ -211,23 +229,22 @@ def run(build: Builder, params: Mapping[str, Any], settings: Settings) -> dict[s
         pool = training_pool(data)
         log.info("%d-fold cross-validation of %s on %d %s images, %d epochs",
                  settings.cv, params, len(pool), data.spec.title, epochs)
-        result = cross_validate(
-            lambda train, test: fit_and_score(build, params, (pool.x[train], pool.fine[train]),
-                                              (pool.x[test], pool.fine[test]), data.n_fine, epochs, settings.seed),
-            pool.fine, k=settings.cv, seed=settings.seed,
-        )
-        return result | common | {"accuracy": result["mean_test_score"], "folds": settings.cv}
+        models: list[Path | None] = []
+
+        def fold(train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+            models.append(_model_path())
+            return fit_and_score(build, params, (pool.x[train], pool.fine[train]), (pool.x[test], pool.fine[test]),
+                                 data.n_fine, epochs, settings.seed, models[-1])
+
+        with discarded_on_error(models):
+            result = cross_validate(fold, pool.fine, k=settings.cv, seed=settings.seed)
+        return keep_best_fold(result | common | {"accuracy": result["mean_test_score"], "folds": settings.cv}, models)
     log.info("training %s on %d %s images, %d epochs", params, len(data.train), data.spec.title, epochs)
-    model_path = os.path.join(tempfile.mkdtemp(), "model.keras")  # "tmp…": the runner deletes the folder
-    try:
-        fold = fit_and_score(build, params, (data.train.x, data.train.fine),
-                             (data.validation.x, data.validation.fine), data.n_fine, epochs, settings.seed,
-                             save_to=model_path)
-    except BaseException:
-        shutil.rmtree(os.path.dirname(model_path), ignore_errors=True)
-        raise
+    model_path = _model_path()
+    fold = fit_and_score(build, params, (data.train.x, data.train.fine), (data.validation.x, data.validation.fine),
+                         data.n_fine, epochs, settings.seed, model_path)
     return {"loss": -fold["score"], "status": STATUS_OK, "accuracy": fold["score"], "history": fold["history"],
-            "fit_time": fold["fit_time"], ARTIFACTS_KEY: {"model": model_path}, **common}
+            "fit_time": fold["fit_time"], ARTIFACTS_KEY: {"model": str(model_path)}, **common}
 
 
 def pair_settings(dataset: str, validation_split: float | None) -> tuple[Setting, ...]:
@@ -300,7 +317,8 @@ class MLP1Classifier(ClassifierMixin, BaseEstimator):
         self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
         self.n_features_in_ = x.shape[1]
         keras.utils.set_random_seed(self.seed)
-        self.model_ = build_mlp1({"nodes": self.nodes, "lr": self.lr}, tuple(x.shape[1:]), len(self.classes_))
+        self.model_ = build_mlp1({"nodes": self.nodes, "lr": self.lr}, tuple(x.shape[1:]), len(self.classes_),
+                                 scale=None)
         self.model_.fit(x, codes, batch_size=self.batch_size, epochs=self.epochs, shuffle=True, verbose=0)
         return self
 

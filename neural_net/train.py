@@ -28,6 +28,7 @@ backend.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -38,6 +39,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -163,14 +165,35 @@ def _cross_validated(params: dict[str, Any], settings: Settings, data: Data) -> 
         return {"score": outcome.get("fine_best_accuracy", math.nan), "history": outcome["history"],
                 "epochs": outcome["epochs"], "train_images": len(train), "validation_images": len(test)}
 
-    result = cross_validate(fold, pool.fine, k=settings.cv, seed=settings.seed)
+    with discarded_on_error(models):
+        result = cross_validate(fold, pool.fine, k=settings.cv, seed=settings.seed)
+    result |= {"space": to_plain(dict(params)), "dataset": data.spec.name, "folds": settings.cv,
+               "accuracy": result["mean_test_score"]}
+    return keep_best_fold(result, models)
+
+
+@contextlib.contextmanager
+def discarded_on_error(models: list[Path | None]) -> Iterator[None]:
+    """Delete the folders of the folds' saved models if cross-validation stops with an error."""
+    try:
+        yield
+    except BaseException:
+        for path in models:
+            if path is not None:
+                shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+
+
+def keep_best_fold(result: dict[str, Any], models: list[Path | None]) -> dict[str, Any]:
+    """A cross-validated result with its best fold's saved model (each in a "tmp…" folder) as its artifact.
+
+    The other folds' folders are deleted, and all of them for a failed result.
+    """
     scores = [split["score"] for split in result["splits"]]
     best = int(np.nanargmax(scores)) if any(map(math.isfinite, scores)) else None
     for i, path in enumerate(models):
         if path is not None and (i != best or result["status"] != STATUS_OK):
             shutil.rmtree(path.parent, ignore_errors=True)
-    result |= {"space": to_plain(dict(params)), "dataset": data.spec.name, "folds": settings.cv,
-               "accuracy": result["mean_test_score"]}
     if result["status"] == STATUS_OK and best is not None and models[best] is not None:
         result[ARTIFACTS_KEY] = {"model": str(models[best])}
     return result

@@ -56,6 +56,7 @@ def test_hks_cv_scores_by_stratified_folds(tmp_path: Path, write_dataset, monkey
     scores = [split["score"] for split in result["splits"]]
     assert result["folds"] == 2 and len(scores) == 2 and result["loss"] == pytest.approx(-np.mean(scores))
     assert all(len(split["history"]["accuracy"]) == 1 and split["fit_time"] > 0 for split in result["splits"])
+    assert Path(result["artifacts"]["model"]).is_file()  # the best fold's model
 
 
 def test_settings_default_to_the_pairs_data_and_split_and_env_wins() -> None:

@@ -96,7 +96,7 @@ def test_refit_is_off_without_cv_and_can_be_asked_for(workdir: Path) -> None:
     results = workdir / "results"
     assert "refit" not in json.loads((results / "best.json").read_text())
     assert not (results / "cv_results.csv").exists() and (results / "best_model.keras").exists()
-    asked = _run(workdir, *plain[:-3], "2", "--epochs", "1", "--no-plots", "--refit")
+    asked = _run(workdir, *plain[:-4], "2", "--epochs", "1", "--no-plots", "--refit")
     assert asked.returncode == 0, asked.stderr[-3000:]
     assert json.loads((results / "best.json").read_text())["refit"]["epochs"] == 1
     assert (results / "best_model_refit.keras").exists()
