@@ -12,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn import model_selection
+from sklearn.neighbors import KNeighborsClassifier
 
+from tests.helpers.estimators import load_digits_xy
 from tests.helpers.results import finished_trials
 from tests.helpers.server import env_for_subprocess
 from tests.neural_net.conftest import write_idx_set
@@ -100,3 +103,21 @@ def test_refit_is_off_without_cv_and_can_be_asked_for(workdir: Path) -> None:
     assert asked.returncode == 0, asked.stderr[-3000:]
     assert json.loads((results / "best.json").read_text())["refit"]["epochs"] == 1
     assert (results / "best_model_refit.keras").exists()
+
+
+def test_a_cli_grid_with_cv_ranks_as_scikit_learns_grid_search_on_the_same_folds(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--algo", "grid", "--space", "tests.helpers.estimators:KNN_SPACE", "--objective",
+                  "tests.helpers.estimators:knn_cv", "--no-plots")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "results" / "cv_results.csv") as handle:
+        ours = {(int(r["param_n_neighbors"]), r["param_weights"]): r for r in csv.DictReader(handle)}
+    X, y = load_digits_xy()
+    theirs = model_selection.GridSearchCV(
+        KNeighborsClassifier(), {"n_neighbors": [1, 3, 5, 7], "weights": ["uniform", "distance"]},
+        cv=model_selection.StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y).cv_results_
+    assert len(ours) == 8
+    for i, params in enumerate(theirs["params"]):
+        row = ours[(params["n_neighbors"], params["weights"])]
+        assert int(row["rank_test_score"]) == theirs["rank_test_score"][i], params
+        assert float(row["mean_test_score"]) == pytest.approx(theirs["mean_test_score"][i], abs=1e-12)
+        assert float(row["std_test_score"]) == pytest.approx(theirs["std_test_score"][i], abs=1e-12)
