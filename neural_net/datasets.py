@@ -43,8 +43,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from neural_net.settings import Settings
 from caviar.errors import CaviarError
+from neural_net.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -38,20 +38,21 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+
+from caviar.cv import cross_validate
+from caviar.errors import CaviarError
+from caviar.objective import ARTIFACTS_KEY, STATUS_FAIL, STATUS_OK, to_plain
 from neural_net import datasets
 from neural_net.batches import Batches
 from neural_net.datasets import Data, Split, training_pool
 from neural_net.model import FINE_HEAD, build_model, head_names, inference_model
 from neural_net.settings import Settings
-from caviar.cv import cross_validate
-from caviar.errors import CaviarError
-from caviar.objective import ARTIFACTS_KEY, STATUS_FAIL, STATUS_OK, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,8 @@ def _cross_validated(params: dict[str, Any], settings: Settings, data: Data) -> 
 
     def fold(train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
         log.info("fold %d of %d", len(models) + 1, settings.cv)
-        outcome = _trained(params, settings, dataclasses.replace(data, train=pool.take(train), validation=pool.take(test)))
+        fold_data = dataclasses.replace(data, train=pool.take(train), validation=pool.take(test))
+        outcome = _trained(params, settings, fold_data)
         models.append(Path(outcome[ARTIFACTS_KEY]["model"]) if outcome["status"] == STATUS_OK else None)
         return {"score": outcome.get("fine_best_accuracy", math.nan), "history": outcome["history"],
                 "epochs": outcome["epochs"], "train_images": len(train), "validation_images": len(test)}

@@ -65,8 +65,9 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
                    help="log trials to <results-dir>/tensorboard/; default: the trials with per-epoch curves")
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
     p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
-                   help="at the end, retrain the best point on train + validation into <results-dir>/best_model_refit.keras "
-                   "and score it on the test set (best.json: refit); default: on with --cv K > 1")
+                   help="at the end, retrain the best point on train + validation into "
+                   "<results-dir>/best_model_refit.keras and score it on the test set (best.json: refit); "
+                   "default: on with --cv K > 1")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     if family is not None and family.settings:
         group = p.add_argument_group(f"settings of the model family ({type(family).__name__})")

@@ -74,7 +74,13 @@ from hyperopt.pyll import Apply
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold, check_cv
+from sklearn.model_selection import (
+    KFold,
+    ParameterGrid,
+    ParameterSampler,
+    StratifiedKFold,
+    check_cv,
+)
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import check_random_state, indexable
 from sklearn.utils.metaestimators import _safe_split
@@ -82,11 +88,11 @@ from sklearn.utils.validation import _check_method_params
 
 from caviar.cv import cross_validate, cv_results
 from caviar.errors import CaviarError
-from optimizer.grid import grid_doc, grid_points
 from caviar.imports import import_attr
-from caviar.store.local import LocalStore
-from optimizer.search import ALGORITHMS, Search
 from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
+from caviar.store.local import LocalStore
+from optimizer.grid import grid_doc, grid_points
+from optimizer.search import ALGORITHMS, Search
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ import pytest
 from hyperopt import space_eval
 from hyperopt.pyll import stochastic
 
-from neural_net import classic
 from caviar.errors import CaviarError
 from caviar.family import load_family
+from caviar.objective import evaluate
+from neural_net import classic
 from neural_net.settings import SETTINGS, Settings
 from optimizer.grid import grid_points, grid_size
-from caviar.objective import evaluate
 
 PAIRS = {
     "mlp1": (classic.MLP1_SPACE, classic.mlp1, "mnist"),

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from hyperopt import STATUS_FAIL, STATUS_OK
 
+from caviar.errors import CaviarError
+from caviar.objective import evaluate, to_plain
 from neural_net import CNN, datasets
 from neural_net.batches import Batches
 from neural_net.datasets import Split
 from neural_net.settings import Settings
-from neural_net.train import evaluate_test, objective, prediction_scores
-from caviar.errors import CaviarError
-from caviar.objective import evaluate, to_plain
 from neural_net.space import DEMO_PARAMS
+from neural_net.train import evaluate_test, objective, prediction_scores
 
 # DEMO_PARAMS shrunk to run in seconds on a CPU: 4 base filters, 20 fully connected units.
 SMALL: dict[str, Any] = {
