@@ -84,9 +84,9 @@ class Settings:
     dataset_size: int | None = _BY_ENV["DATASET_SIZE"].default
     validation_split: float = _BY_ENV["HKS_VALIDATION_SPLIT"].default
     epochs: int = _BY_ENV["HKS_EPOCHS"].default
-    cv: int = _BY_ENV["HKS_CV"].default
     seed: int = 0
     offline: bool = False
+    cv: int = _BY_ENV["HKS_CV"].default
 
     def __post_init__(self) -> None:
         if self.dataset_size is not None and self.dataset_size < 2:
