@@ -13,7 +13,9 @@ or the mean loss for a loss metric) while keeping every fold's numbers::
 
 ``cv_results`` turns finished trial documents into the table scikit-learn's
 searches call ``cv_results_`` (one row per candidate, same column names and
-ranking), and ``write_cv_results`` writes it as CSV.
+ranking), ``cv_table`` makes it plain (None for NaN) for a search whose trials
+were cross-validated, and ``write_cv_results`` writes it as CSV (what the
+master leaves in ``results/cv_results.csv`` and ``best --json`` shows).
 """
 
 from __future__ import annotations
@@ -152,6 +154,15 @@ def rank_scores(means: np.ndarray, greater_is_better: bool = True) -> np.ndarray
     key = -means if greater_is_better else means
     key = np.where(np.isnan(key), np.inf, key)
     return rankdata(key, method="min").astype(np.int32)
+
+
+def cv_table(docs: Sequence[dict[str, Any]]) -> dict[str, list[Any]] | None:
+    """``cv_results`` of a search whose finished trials carry CV splits, NaN as None (JSON); else None."""
+    if not any(d["state"] == DONE and d["result"].get("splits") for d in docs):
+        return None
+    table = cv_results(docs)
+    return {name: [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+            for name, values in table.items()}
 
 
 def write_cv_results(table: dict[str, list[Any]], path: str | Path) -> Path:

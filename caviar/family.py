@@ -19,6 +19,16 @@ never looks inside a model:
   as, ``name`` plus the extension its loader needs (``"model.keras"``);
 - ``scheduler`` / ``max_steps()``: the default early stopping of an objective
   that reports per epoch (``caviar.reporting``), and its epochs per trial.
+- ``refit(params, out_path)``: the chosen point trained once more on all the
+  training data (train + validation), its self-contained model saved to
+  ``out_path`` (named like ``test_artifact``), its test-set metrics returned:
+  what ``--refit`` runs at the end of a search (default: on when the
+  family's ``cv_setting`` is above 1, i.e. when trials scored by K-fold
+  cross-validation kept no model trained on everything);
+- ``predict(artifact_path, input_path)``: ``(id, label)`` per input of a file
+  (the family says which files it reads), with a saved model: what
+  ``python -m optimizer predict`` writes as CSV;
+- ``cv_setting``: the environment variable of its number of folds, if any.
 
 The CIFAR CNN (``neural_net:CNN``) is one family. Any plain ``module:function``
 objective becomes a ``FunctionFamily``: metric "loss", minimized, no settings,
@@ -77,6 +87,7 @@ class ModelFamily:
     diagrams: bool = False
     test_artifact: str | None = None
     scheduler: str = "none"  # default early stopping (caviar.schedulers) for objectives that report epochs
+    cv_setting: str | None = None
 
     def objective(self, params: dict[str, Any]) -> Any:
         """Train and score one point: a loss, or a hyperopt result dict (see ``caviar.objective``)."""
@@ -99,6 +110,13 @@ class ModelFamily:
     def max_steps(self) -> int | None:
         """Steps (epochs) a full trial reports, from the exported settings; None if unknown (Hyperband needs it)."""
         return None
+    def refit(self, params: dict[str, Any], out_path: str) -> dict[str, Any]:
+        """Retrain ``params`` on train + validation, save the model to ``out_path``, return test-set metrics."""
+        raise NotImplementedError(f"{type(self).__name__} cannot refit a point")
+
+    def predict(self, artifact_path: str, input_path: str) -> list[tuple[Any, Any]]:
+        """``(id, label)`` of each input in ``input_path``, predicted by the saved model ``artifact_path``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot predict")
 
     def describe(self) -> dict[str, Any]:
         """What the read-only tools need to know without importing the family: its metric and direction."""

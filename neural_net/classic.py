@@ -4,9 +4,15 @@ Users of scikit-learn's ``GridSearchCV`` around Keras MLPs, or of hyperopt's
 ``fmin`` around a small Fashion-MNIST CNN, find their setups here unchanged,
 to run as Caviar searches::
 
-    python -m optimizer --algo grid --space neural_net.classic:MLP1_SPACE --objective neural_net.classic:mlp1
-    python -m optimizer --algo grid --space neural_net.classic:MLP2_SPACE --objective neural_net.classic:mlp2
-    python -m optimizer --algo tpe  --space neural_net.classic:CNN_SPACE  --objective neural_net.classic:cnn
+    python -m optimizer --algo grid --cv 3 --objective neural_net.classic:mlp1
+    python -m optimizer --algo grid --objective neural_net.classic:mlp2
+    python -m optimizer --algo tpe --objective neural_net.classic:cnn
+
+``mlp1``, ``mlp2`` and ``cnn`` are model families (``ClassicFamily``): their
+space is the default ``--space``, their settings are the flags of
+``neural_net.settings`` (``--cv``, ``--data-path``, ``--dataset-size``...),
+and they refit (``--refit``) and predict like the CIFAR CNN. Called as plain
+functions (``classic.mlp1(params)``) they run one trial.
 
 | pair | data (default) | space |
 |---|---|---|
@@ -21,14 +27,19 @@ differences, so that each example runs as it was published:
 - ``HKS_DATASET`` unset means the pair's data set above (not CIFAR-100);
 - the CNN holds out 20% of the training images unless ``HKS_VALIDATION_SPLIT`` is set;
 - epochs are the space's (``epochs`` of each point); ``HKS_EPOCHS``, when set, caps them for quick runs;
-- ``HKS_CV=K`` (K >= 2) scores a point by stratified K-fold cross-validation
+- ``HKS_CV=K`` (``--cv K``, K >= 2) scores a point by stratified K-fold cross-validation
   over all training images (train and validation split together) instead of
   the validation split, with ``caviar.cv.cross_validate``; the result keeps
   each fold's accuracy, history and fit time.
 
+A trial keeps its model (raw uint8 images in, class probabilities out) as its
+artifact: with ``HKS_CV``, its best fold's, as the CIFAR CNN does. Each of
+those saw part of the training images only: ``refit`` trains the chosen point
+on all of them, for the point's epochs, and scores it on the test split.
+
 A trial's loss is minus the accuracy of the final model on the held-out
 images (on average over the folds with ``HKS_CV``), as scikit-learn scores a
-fit. The test split is never read.
+fit. Trials never read the test split.
 
 Keras 3 only (numpy arrays, no TensorFlow API), so the models train on the
 TensorFlow, JAX and PyTorch backends alike. ``MLP1Classifier`` is the
@@ -40,8 +51,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -49,15 +63,21 @@ import numpy as np
 from hyperopt import hp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from neural_net import datasets
-from neural_net.settings import Settings
 from caviar.cv import cross_validate
-from caviar.errors import CaviarError
-from caviar.objective import STATUS_OK, to_plain
+from caviar.family import Setting
+from caviar.objective import ARTIFACTS_KEY, STATUS_OK, to_plain
+from neural_net import datasets
+from neural_net.datasets import training_pool
+from neural_net.family import ImageFamily
+from neural_net.settings import SETTINGS, Settings
+from neural_net.train import discarded_on_error, evaluate_test, keep_best_fold
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[Mapping[str, Any], tuple[int, ...], int], keras.Model]
+Builder = Callable[..., keras.Model]  # (params, input_shape, n_classes, scale=...) -> compiled model
+# The tutorials divide the images by 255 before fitting; the models here do it themselves, so that a
+# saved model takes the data set's raw uint8 images (as neural_net.model's CNN does).
+PIXEL_SCALE = 1 / 255
 EVAL_BATCH_SIZE = 256
 
 MLP1_SPACE: dict[str, Any] = {
@@ -88,10 +108,11 @@ CNN_SPACE: dict[str, Any] = {
 }
 
 
-def build_mlp1(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+def build_mlp1(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
+               scale: float | None = PIXEL_SCALE) -> keras.Model:
     """Flatten, one ReLU hidden layer of ``nodes``, softmax; RMSprop at ``lr``."""
     model = keras.Sequential([
-        keras.Input(input_shape),
+        *_inputs(input_shape, scale),
         keras.layers.Flatten(),
         keras.layers.Dense(int(params["nodes"]), activation="relu"),
         keras.layers.Dense(n_classes, activation="softmax"),
@@ -99,11 +120,12 @@ def build_mlp1(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classe
     return _compiled(model, keras.optimizers.RMSprop(float(params["lr"])))
 
 
-def build_mlp2(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+def build_mlp2(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
+               scale: float | None = PIXEL_SCALE) -> keras.Model:
     """Flatten, two ReLU hidden layers each followed by dropout, softmax; Adam."""
     dropout = float(params["dropout"])
     model = keras.Sequential([
-        keras.Input(input_shape),
+        *_inputs(input_shape, scale),
         keras.layers.Flatten(),
         keras.layers.Dense(int(params["hidden_layer_one"]), activation="relu"),
         keras.layers.Dropout(dropout),
@@ -114,14 +136,15 @@ def build_mlp2(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classe
     return _compiled(model, keras.optimizers.Adam())
 
 
-def build_cnn(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+def build_cnn(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
+              scale: float | None = PIXEL_SCALE) -> keras.Model:
     """Two conv+max-pool blocks, a ReLU dense layer, dropout, softmax; Adadelta or Adam.
 
     The convolutions pad ("same"), so that every kernel and pool size of the space fits 28x28 images.
     """
     kernel, pool = int(params["kernel"]), int(params["pool"])
     model = keras.Sequential([
-        keras.Input(input_shape),
+        *_inputs(input_shape, scale),
         keras.layers.Conv2D(int(params["first_conv"]), kernel, activation="relu", padding="same"),
         keras.layers.MaxPooling2D(pool),
         keras.layers.Conv2D(int(params["second_conv"]), kernel, activation="relu", padding="same"),
@@ -137,35 +160,41 @@ def build_cnn(params: Mapping[str, Any], input_shape: tuple[int, ...], n_classes
     return _compiled(model, optimizers[params["optimizer"]](float(params["learning_rate"])))
 
 
+def _inputs(input_shape: tuple[int, ...], scale: float | None) -> list[keras.layers.Layer]:
+    """The input, then the pixels scaled by ``scale`` (None: features taken as they are)."""
+    return [keras.Input(input_shape)] + ([keras.layers.Rescaling(scale)] if scale is not None else [])
+
+
 def _compiled(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> keras.Model:
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def fit_and_score(build: Builder, params: Mapping[str, Any], train: tuple[np.ndarray, np.ndarray],
-                  test: tuple[np.ndarray, np.ndarray], n_classes: int, epochs: int, seed: int) -> dict[str, Any]:
-    """Train a fresh model of ``params`` on ``train``; its accuracy on ``test``, history and fit time."""
+def fit(build: Builder, params: Mapping[str, Any], train: tuple[np.ndarray, np.ndarray], n_classes: int,
+        epochs: int, seed: int) -> tuple[keras.Model, dict[str, Any], float]:
+    """A fresh model of ``params`` trained on ``train``, with its history and fit time."""
     keras.backend.clear_session()  # the previous fit's graphs would pile up across trials
     keras.utils.set_random_seed(seed)
-    (x, y), (x_test, y_test) = train, test
+    x, y = train
     model = build(params, tuple(x.shape[1:]), n_classes)
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=int(params["batch_size"]), epochs=epochs, shuffle=True, verbose=0)
-    fit_time = time.perf_counter() - start
-    _, accuracy = model.evaluate(x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-    return {"score": float(accuracy), "history": to_plain(history.history), "fit_time": fit_time}
+    return model, to_plain(history.history), time.perf_counter() - start
 
 
-def cv_folds(environ: Mapping[str, str] | None = None) -> int:
-    """``HKS_CV``: the number of cross-validation folds, 0 (unset) for the validation split."""
-    raw = (os.environ if environ is None else environ).get("HKS_CV", "").strip()
+def fit_and_score(build: Builder, params: Mapping[str, Any], train: tuple[np.ndarray, np.ndarray],
+                  test: tuple[np.ndarray, np.ndarray], n_classes: int, epochs: int, seed: int,
+                  path: Path) -> dict[str, Any]:
+    """Train a fresh model of ``params`` on ``train`` and save it to ``path``; its accuracy on ``test``,
+    history and fit time. The folder of ``path`` is removed if the fit fails."""
     try:
-        k = int(raw or 0)
-    except ValueError:
-        raise CaviarError(f"HKS_CV must be an integer number of folds, got {raw!r}") from None
-    if k == 1 or k < 0:
-        raise CaviarError(f"HKS_CV must be 0 (off) or at least 2 folds, got {k}")
-    return k
+        model, history, fit_time = fit(build, params, train, n_classes, epochs, seed)
+        _, accuracy = model.evaluate(*test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        model.save(path)
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    return {"score": float(accuracy), "history": history, "fit_time": fit_time}
 
 
 def settings_for(dataset: str, validation_split: float | None = None,
@@ -180,49 +209,97 @@ def settings_for(dataset: str, validation_split: float | None = None,
     return settings
 
 
+def _model_path() -> Path:
+    """A fresh ``model.keras`` path in a "tmp…" folder, which the runner deletes whole once it is stored."""
+    return Path(tempfile.mkdtemp()) / "model.keras"
+
+
+def _epochs(params: Mapping[str, Any], settings: Settings) -> int:
+    """The point's epochs, capped by ``HKS_EPOCHS`` when it is set."""
+    epochs = int(params["epochs"])
+    return min(epochs, settings.epochs) if os.environ.get("HKS_EPOCHS", "").strip() else epochs
+
+
 def run(build: Builder, params: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """One trial: score ``params`` on the validation split, or by cross-validation with ``HKS_CV``."""
     data = datasets.load(settings)
-    epochs = int(params["epochs"])
-    if os.environ.get("HKS_EPOCHS", "").strip():
-        epochs = min(epochs, settings.epochs)
-    k = cv_folds()
+    epochs = _epochs(params, settings)
     common = {"space": to_plain(dict(params)), "dataset": data.spec.name, "epochs": epochs}
-    if k:
-        x = np.concatenate([data.train.x, data.validation.x])
-        y = np.concatenate([data.train.fine, data.validation.fine])
+    if settings.cv:
+        pool = training_pool(data)
         log.info("%d-fold cross-validation of %s on %d %s images, %d epochs",
-                 k, params, len(y), data.spec.title, epochs)
-        result = cross_validate(
-            lambda train, test: fit_and_score(build, params, (x[train], y[train]), (x[test], y[test]),
-                                              data.n_fine, epochs, settings.seed),
-            y, k=k, seed=settings.seed,
-        )
-        return result | common | {"accuracy": result["mean_test_score"], "folds": k}
+                 settings.cv, params, len(pool), data.spec.title, epochs)
+        models: list[Path | None] = []
+
+        def fold(train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+            models.append(_model_path())
+            return fit_and_score(build, params, (pool.x[train], pool.fine[train]), (pool.x[test], pool.fine[test]),
+                                 data.n_fine, epochs, settings.seed, models[-1])
+
+        with discarded_on_error(models):
+            result = cross_validate(fold, pool.fine, k=settings.cv, seed=settings.seed)
+        return keep_best_fold(result | common | {"accuracy": result["mean_test_score"], "folds": settings.cv}, models)
     log.info("training %s on %d %s images, %d epochs", params, len(data.train), data.spec.title, epochs)
+    model_path = _model_path()
     fold = fit_and_score(build, params, (data.train.x, data.train.fine), (data.validation.x, data.validation.fine),
-                         data.n_fine, epochs, settings.seed)
+                         data.n_fine, epochs, settings.seed, model_path)
     return {"loss": -fold["score"], "status": STATUS_OK, "accuracy": fold["score"], "history": fold["history"],
-            "fit_time": fold["fit_time"], **common}
+            "fit_time": fold["fit_time"], ARTIFACTS_KEY: {"model": str(model_path)}, **common}
 
 
-def mlp1(params: dict[str, Any]) -> dict[str, Any]:
-    """Objective of ``MLP1_SPACE``: the one-hidden-layer MLP on MNIST."""
-    return run(build_mlp1, params, settings_for("mnist"))
+def pair_settings(dataset: str, validation_split: float | None) -> tuple[Setting, ...]:
+    """``neural_net.settings.SETTINGS`` with a pair's defaults: its data set and split, the space's epochs."""
+    defaults = {"HKS_DATASET": dataset, "HKS_EPOCHS": None}
+    if validation_split is not None:
+        defaults["HKS_VALIDATION_SPLIT"] = validation_split
+    epochs_help = "cap on the space's epochs per fit (quick runs); unset: the space's"
+    return tuple(
+        dataclasses.replace(s, default=defaults[s.env], **({"help": epochs_help} if s.env == "HKS_EPOCHS" else {}))
+        if s.env in defaults else s
+        for s in SETTINGS
+    )
 
 
-def mlp2(params: dict[str, Any]) -> dict[str, Any]:
-    """Objective of ``MLP2_SPACE``: the two-hidden-layer MLP on MNIST."""
-    return run(build_mlp2, params, settings_for("mnist"))
+class ClassicFamily(ImageFamily):
+    """One space/objective pair as a model family; calling it runs one trial (``mlp1(params)``)."""
+
+    def __init__(self, name: str, build: Builder, dataset: str, validation_split: float | None = None):
+        self.name, self.build, self.dataset, self.validation_split = name, build, dataset, validation_split
+        self.space = f"neural_net.classic:{name.upper()}_SPACE"
+        self.settings = pair_settings(dataset, validation_split)
+
+    def __repr__(self) -> str:
+        return f"neural_net.classic:{self.name}"
+
+    def current(self) -> Settings:
+        """The settings of a call: the environment's, with this pair's defaults."""
+        return settings_for(self.dataset, self.validation_split)
+
+    def objective(self, params: dict[str, Any]) -> dict[str, Any]:
+        return run(self.build, params, self.current())
+
+    def prepare(self) -> None:
+        datasets.load(self.current())
+
+    def evaluate_best(self, artifact_path: str) -> dict[str, float]:
+        return evaluate_test(artifact_path, self.current())
+
+    def refit(self, params: dict[str, Any], out_path: str) -> dict[str, Any]:
+        """Train ``params`` on the training and validation images for its epochs, save it, score the test split."""
+        settings = self.current()
+        data = datasets.load(settings)
+        pool = training_pool(data)
+        epochs = _epochs(params, settings)
+        log.info("refitting %s on %d %s images, %d epochs", params, len(pool), data.spec.title, epochs)
+        model, _, fit_time = fit(self.build, params, (pool.x, pool.fine), data.n_fine, epochs, settings.seed)
+        model.save(out_path)
+        return {"train_images": len(pool), "epochs": epochs, "fit_time": fit_time,
+                **evaluate_test(out_path, settings)}
 
 
-def cnn(params: dict[str, Any]) -> dict[str, Any]:
-    """Objective of ``CNN_SPACE``: the CNN on Fashion-MNIST, 20% of the training images held out."""
-    return run(build_cnn, params, settings_for("fashion_mnist", validation_split=0.2))
-
-
-for _objective in (mlp1, mlp2, cnn):  # what status, best and the plots call the score (see caviar.family)
-    _objective.metric, _objective.maximize = "accuracy", True  # type: ignore[attr-defined]
+mlp1 = ClassicFamily("mlp1", build_mlp1, "mnist")
+mlp2 = ClassicFamily("mlp2", build_mlp2, "mnist")
+cnn = ClassicFamily("cnn", build_cnn, "fashion_mnist", validation_split=0.2)
 
 
 class MLP1Classifier(ClassifierMixin, BaseEstimator):
@@ -240,7 +317,8 @@ class MLP1Classifier(ClassifierMixin, BaseEstimator):
         self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
         self.n_features_in_ = x.shape[1]
         keras.utils.set_random_seed(self.seed)
-        self.model_ = build_mlp1({"nodes": self.nodes, "lr": self.lr}, tuple(x.shape[1:]), len(self.classes_))
+        self.model_ = build_mlp1({"nodes": self.nodes, "lr": self.lr}, tuple(x.shape[1:]), len(self.classes_),
+                                 scale=None)
         self.model_.fit(x, codes, batch_size=self.batch_size, epochs=self.epochs, shuffle=True, verbose=0)
         return self
 

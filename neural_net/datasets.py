@@ -43,8 +43,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from neural_net.settings import Settings
 from caviar.errors import CaviarError
+from neural_net.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,13 @@ class Data:
     @property
     def n_coarse(self) -> int:
         return len(self.coarse_names)
+
+
+def training_pool(data: Data) -> Split:
+    """The training and validation images together, in that order: what cross-validation folds and a refit use."""
+    coarse = None if data.train.coarse is None else np.concatenate([data.train.coarse, data.validation.coarse])
+    return Split(np.concatenate([data.train.x, data.validation.x]),
+                 np.concatenate([data.train.fine, data.validation.fine]), coarse)
 
 
 def _unpickle(tar: tarfile.TarFile, member: str) -> dict[str, Any]:

@@ -14,16 +14,28 @@ from neural_net.settings import SETTINGS, Settings
 from neural_net.space import DEMO_PARAMS
 
 
-class CnnFamily(ModelFamily):
-    """The searched CNN: score = best validation accuracy of the fine head; the best model is kept."""
+class ImageFamily(ModelFamily):
+    """What every family of ``neural_net`` shares: an accuracy, and a saved model that predicts raw images."""
 
     metric = "accuracy"
     maximize = True
+    test_artifact = "model.keras"
+    cv_setting = "HKS_CV"
+
+    def predict(self, artifact_path: str, input_path: str) -> list[tuple[int, Any]]:
+        """Class ids of the images of ``input_path`` (see ``neural_net.inference``)."""
+        from neural_net.inference import predict_file
+
+        return predict_file(artifact_path, input_path)
+
+
+class CnnFamily(ImageFamily):
+    """The searched CNN: score = best validation accuracy of the fine head (or its mean over ``--cv`` folds)."""
+
     space = "neural_net.space:CIFAR_SPACE"
     settings = SETTINGS
     demo_params = DEMO_PARAMS
     diagrams = True
-    test_artifact = "model.keras"
     scheduler = "asha"  # trials report each epoch's validation accuracy (neural_net.callbacks)
 
     def objective(self, params: dict[str, Any]) -> Any:
@@ -48,3 +60,8 @@ class CnnFamily(ModelFamily):
         from neural_net.train import evaluate_test
 
         return evaluate_test(artifact_path)
+
+    def refit(self, params: dict[str, Any], out_path: str) -> dict[str, Any]:
+        from neural_net.train import refit
+
+        return refit(params, out_path)

@@ -45,7 +45,15 @@ def image_count(text: str) -> int | None:
     return value or None  # 0: all of them
 
 
+def fold_count(text: str) -> int:
+    value = int(text)
+    if value == 1 or value < 0:
+        raise ValueError
+    return value
+
+
 fraction.__name__ = "a number between 0 and 1 (exclusive)"
+fold_count.__name__ = "0 (off) or a number of folds of at least 2"
 dataset_name.__name__ = "a data set name"
 image_count.__name__ = "a number of images (0: all)"
 
@@ -60,6 +68,9 @@ SETTINGS = (
             "keep only the first N training images (quick CPU runs); unset or 0: all"),
     Setting("--validation-split", "HKS_VALIDATION_SPLIT", 0.1, fraction,
             "share of the training images held out to score trials"),
+    Setting("--cv", "HKS_CV", 0, fold_count,
+            "score each point by stratified K-fold cross-validation over the training and validation images "
+            "(K trainings per trial, seeded by --seed) instead of the validation split; 0: off"),
 )
 _BY_ENV = {setting.env: setting for setting in SETTINGS}
 
@@ -75,6 +86,7 @@ class Settings:
     epochs: int = _BY_ENV["HKS_EPOCHS"].default
     seed: int = 0
     offline: bool = False
+    cv: int = _BY_ENV["HKS_CV"].default
 
     def __post_init__(self) -> None:
         if self.dataset_size is not None and self.dataset_size < 2:
@@ -83,6 +95,8 @@ class Settings:
             raise CaviarError(f"HKS_VALIDATION_SPLIT must be between 0 and 1 (exclusive), got {self.validation_split}")
         if self.epochs < 1:
             raise CaviarError(f"HKS_EPOCHS must be at least 1, got {self.epochs}")
+        if self.cv == 1 or self.cv < 0:
+            raise CaviarError(f"HKS_CV must be 0 (off) or at least 2 folds, got {self.cv}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +108,7 @@ class Settings:
             dataset_size=_BY_ENV["DATASET_SIZE"].read(env),
             validation_split=_BY_ENV["HKS_VALIDATION_SPLIT"].read(env),
             epochs=_BY_ENV["HKS_EPOCHS"].read(env),
+            cv=_BY_ENV["HKS_CV"].read(env),
             seed=_number(int, "HKS_SEED", env, cls.seed),
             offline=_flag("HKS_OFFLINE", env),
         )

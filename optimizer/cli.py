@@ -75,6 +75,10 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
     p.add_argument("--no-plots", action="store_true", help="skip drawing results/plots/ at the end of the search")
     p.add_argument("--adopt", action="store_true",
                    help="resume a results.pkl that has no experiment.json (e.g. plain hyperopt's) as this search")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="at the end, retrain the best point on train + validation into "
+                   "<results-dir>/best_model_refit.keras and score it on the test set (best.json: refit); "
+                   "default: on with --cv K > 1")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     schedulers.add_flags(p, family)
     if family is not None and family.settings:
@@ -187,7 +191,10 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                 lease.release()
     finished = store.count_by_state().get(DONE, 0)
     if results.experiment().get("finalized_at") != finished:  # once per completed total
-        finalize(store, family, results, plots=not args.no_plots)
+        from optimizer.refit import refit_by_default
+
+        finalize(store, family, results, plots=not args.no_plots,
+                 refit=refit_by_default(family) if args.refit is None else args.refit)
         results.prepare(identity, {"finalized_at": finished})
         test = results.best_test()
         if args.mongo and test is not None:  # so that `best --mongo` shows it on any host
@@ -201,6 +208,7 @@ TOOLS = {
     "best": "print the best trial's hyperparameters and metrics",
     "export": "write the best trial's trained model to a file",
     "rebuild": "write a damaged results.pkl anew from the trial JSONs of the results folder",
+    "predict": "write a CSV of class predictions (id,label) of the refit or best model on a file of inputs",
 }
 
 
@@ -223,6 +231,10 @@ def build_tool_parser(tool: str) -> Parser:
     if tool == "rebuild":
         p.add_argument("--replace", action="store_true",
                        help="if results.pkl exists, keep it as results.pkl.damaged and write a new one")
+    if tool == "predict":
+        from optimizer.predict import add_predict_arguments
+
+        add_predict_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -257,6 +269,7 @@ def tool(name: str, args: argparse.Namespace) -> int:
     """Run one of the TOOLS on an experiment."""
     import json
 
+    from caviar.cv import cv_table
     from caviar.output.results import ResultsDir, best_summary
     from caviar.store import best_doc
 
@@ -265,6 +278,10 @@ def tool(name: str, args: argparse.Namespace) -> int:
         print(f"wrote {args.results_dir}/results.pkl: {count} finished trials from the trial JSONs")
         return 0
     store, experiment, results = open_experiment(args)
+    if name == "predict":
+        from optimizer.predict import predict_tool
+
+        return predict_tool(store, experiment, args)
     if name == "status":
         return show_status(store, experiment, results, args)
     if name == "best":
@@ -275,6 +292,8 @@ def tool(name: str, args: argparse.Namespace) -> int:
         test = experiment.get("best_test") if results is None else results.best_test()
         if test and test.get("tid") == best["tid"]:
             summary["test"] = test["metrics"]
+        if args.json and (table := cv_table(store.trial_docs())) is not None:
+            summary["cv_results"] = table
         print(json.dumps(summary, indent=2, sort_keys=True) if args.json else render_best(summary, experiment))
         return 0
     if name == "plot":

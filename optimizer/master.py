@@ -212,9 +212,14 @@ def run_distributed(
         signal.signal(signal.SIGTERM, previous)
 
 
-def finalize(store: TrialStore, family: ModelFamily, results: ResultsDir, plots: bool = True) -> None:
-    """At the end of a search: the plots, and the best model's test-set metrics (if the family can)."""
+def finalize(store: TrialStore, family: ModelFamily, results: ResultsDir, plots: bool = True,
+             refit: bool = False) -> None:
+    """At the end of a search: the plots, the cv_results table, the best model's test-set metrics (if the
+    family can) and, with ``refit``, the best point refit on all the training data (``optimizer.refit``)."""
+    from optimizer.refit import refit_best, write_cv_table
+
     docs = store.trial_docs()
+    write_cv_table(docs, results.path)
     if plots:
         try:
             from caviar.output.plots import make_plots
@@ -238,6 +243,8 @@ def finalize(store: TrialStore, family: ModelFamily, results: ResultsDir, plots:
                 log.info("test set: %s", extra["test"])
             else:
                 log.warning("the best trial's %s was not kept (kept: trial %s): no test-set evaluation", name, kept)
+    if refit:
+        extra["refit"] = refit_best(family, best, results.path)
     results.write_best(best, extra)
     log.info("best trial %s: %s %.4f, params %s", best["tid"], family.metric,
              score_of(best["result"]["loss"], family.describe()), best["params"])

@@ -28,12 +28,33 @@ far (hyperopt's TPE, through ``optimizer.search.Search``).
 - Scoring is single-metric (a name, a callable or None); ``pre_dispatch`` is
   accepted for compatibility and has no effect (trials are dispatched as
   processes become free).
+
+On Caviar's workers: given ``mongo="mongodb://host/db"`` and ``exp_key``, the
+candidates are queued as trials of that experiment and ``python -m worker
+--mongo URL --exp-key KEY`` processes run them (``n_jobs`` is then ignored)::
+
+    search = GridSearchCV("mypkg.models:make_model", grid, cv=3, scoring="accuracy",
+                          mongo="mongodb://db:27017/caviar", exp_key="digits", data="mypkg.data:load_xy")
+    search.fit(*load_xy())
+
+Nothing is pickled into the database: the estimator travels as the import
+path of a factory (``estimator="module:function"``, required), the data as
+the import path of a loader returning ``(X, y)`` (``data``, required; the
+arrays given to ``fit`` must equal its output, so the refit here uses the
+same data), and the experiment's ``env`` records both with the CV spec and
+the scoring name, so that each worker recomputes the same folds (``cv``: an
+int, None, or a ``KFold``/``StratifiedKFold`` whose ``random_state`` is an
+int or None) with the same scorer (a name or None). ``remote_candidate`` is
+the workers' objective. A fit with the same ``exp_key`` resumes: candidates
+already stored are not queued again. Fit parameters and ``groups`` stay local
+and are refused.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import math
 import multiprocessing
@@ -53,7 +74,13 @@ from hyperopt.pyll import Apply
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
+from sklearn.model_selection import (
+    KFold,
+    ParameterGrid,
+    ParameterSampler,
+    StratifiedKFold,
+    check_cv,
+)
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import check_random_state, indexable
 from sklearn.utils.metaestimators import _safe_split
@@ -61,11 +88,11 @@ from sklearn.utils.validation import _check_method_params
 
 from caviar.cv import cross_validate, cv_results
 from caviar.errors import CaviarError
-from optimizer.grid import grid_doc, grid_points
 from caviar.imports import import_attr
+from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
 from caviar.store.local import LocalStore
+from optimizer.grid import grid_doc, grid_points
 from optimizer.search import ALGORITHMS, Search
-from caviar.store import TrialStore
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +234,85 @@ def run_trials(store: TrialStore, executor: InProcess | Processes, slots: int, s
 
 
 def enqueue_candidates(store: TrialStore, candidates: Iterable[tuple[dict[str, list[Any]], dict[str, Any]]]) -> int:
-    """Queue fixed candidates, given as (hyperopt ``vals``, params), as trials in hyperopt's layout."""
-    docs = [grid_doc(store.new_tids(1)[0], vals, params) for vals, params in candidates]
-    store.enqueue(docs)
+    """Queue fixed candidates, given as (hyperopt ``vals``, params), as trials in hyperopt's layout.
+
+    Candidates the store already holds (a resumed experiment on workers) are skipped.
+    """
+    seen = {vals_key(d["misc"]) for d in store.trial_docs()}
+    fresh = [(vals, params) for vals, params in candidates if vals_key({"vals": vals}) not in seen]
+    docs = [grid_doc(tid, vals, params) for tid, (vals, params) in zip(store.new_tids(len(fresh)), fresh)]
+    if docs:
+        store.enqueue(docs)
     return len(docs)
+
+
+# The environment variable of a remote search's experiment that tells workers what to fit (JSON).
+SPEC_VARIABLE = "CAVIAR_SKLEARN_SEARCH"
+
+
+def cv_spec(cv: Any) -> dict[str, Any]:
+    """``cv`` as plain values a worker can rebuild it from, or a ValueError naming it."""
+    if cv is None or isinstance(cv, int):
+        return {"n_splits": cv}
+    if type(cv) in (KFold, StratifiedKFold) and (cv.random_state is None or isinstance(cv.random_state, int)):
+        return {"class": type(cv).__name__, "n_splits": cv.n_splits, "shuffle": cv.shuffle,
+                "random_state": cv.random_state}
+    raise ValueError(f"cv={cv!r} cannot travel to workers: give an int, None, or a KFold/StratifiedKFold "
+                     "with an integer random_state")
+
+
+def splits_of(spec: dict[str, Any], X: Any, y: Any, classifier: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds of a ``cv_spec``: the same on the master and on every worker."""
+    if "class" in spec:
+        kind = {"KFold": KFold, "StratifiedKFold": StratifiedKFold}[spec["class"]]
+        cv = kind(spec["n_splits"], shuffle=spec["shuffle"], random_state=spec["random_state"])
+    else:
+        cv = check_cv(spec["n_splits"], y, classifier=classifier)
+    return list(cv.split(X, y))
+
+
+def load_data(path: str) -> tuple[Any, Any]:
+    """``(X, y)`` from the loader at import path ``module:function``."""
+    loaded = import_attr(path, what="data loader")()
+    if not isinstance(loaded, tuple) or len(loaded) != 2:
+        raise CaviarError(f"data loader {path!r} must return (X, y), got a {type(loaded).__name__}")
+    return loaded
+
+
+@functools.lru_cache(maxsize=2)
+def _remote_runner(raw_spec: str) -> CandidateRunner:
+    """A worker's runner for one search: data loaded and folds computed once per process."""
+    spec = json.loads(raw_spec)
+    X, y = indexable(*load_data(spec["data"]))
+    estimator = resolve_estimator(spec["estimator"])
+    splits = splits_of(spec["cv"], X, y, is_classifier(estimator))
+    return CandidateRunner(spec["estimator"], X, y, splits, check_scoring(estimator, spec["scoring"]), {},
+                           spec["error_score"], spec["return_train_score"])
+
+
+def remote_candidate(params: dict[str, Any]) -> dict[str, Any]:
+    """The workers' objective of a remote search: one candidate on every fold of the experiment's spec."""
+    raw = os.environ.get(SPEC_VARIABLE, "")
+    if not raw:
+        raise CaviarError(f"{SPEC_VARIABLE} is unset: this objective runs the trials of a remote GridSearchCV")
+    return _remote_runner(raw)(params)
+
+
+remote_candidate.metric, remote_candidate.maximize = "score", True  # type: ignore[attr-defined]
+
+
+def wait_for_workers(store: TrialStore, search: Search | None, lease_seconds: float, poll_seconds: float = 0.2) -> None:
+    """Until every queued trial is done (and the search proposes no more): requeue the trials of dead workers."""
+    while True:
+        store.requeue_expired(lease_seconds)
+        counts = store.count_by_state()
+        if search is not None:
+            search.top_up(max(1, len(store.live_workers(lease_seconds))) + 1 - counts.get(RUNNING, 0), counts)
+            counts = store.count_by_state()
+        pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
+        if pending == 0 and (search is None or search.exhausted or counts.get(DONE, 0) >= search.max_evals):
+            return
+        time.sleep(poll_seconds)
 
 
 def _has_hyperopt(params: Mapping[str, Any] | list[Mapping[str, Any]]) -> bool:
@@ -265,20 +367,24 @@ class _CaviarSearchCV(BaseSearchCV):
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
         groups = params.pop("groups", None)
-        cv = check_cv(self.cv, y, classifier=is_classifier(estimator))
-        splits = list(cv.split(X, y, groups))
-        self.n_splits_ = len(splits)
-        runner = CandidateRunner(self.estimator, X, y, splits, scorer, params, self.error_score,
-                                 self.return_train_score)
-        store = LocalStore(exp_key=type(self).__name__)
-        search = self._propose(store)
-        slots = _processes(self.n_jobs)
-        executor = InProcess(runner) if slots == 1 else Processes(runner, slots)
-        try:
-            run_trials(store, executor, slots, search)
-        finally:
-            executor.shutdown()
-        self.trials_ = store.trial_docs()
+        if self.mongo:
+            self.n_splits_ = len(splits_of(cv_spec(self.cv), X, y, is_classifier(estimator)))
+            self.trials_ = self._run_on_workers(X, y, params, groups, is_classifier(estimator))
+        else:
+            cv = check_cv(self.cv, y, classifier=is_classifier(estimator))
+            splits = list(cv.split(X, y, groups))
+            self.n_splits_ = len(splits)
+            runner = CandidateRunner(self.estimator, X, y, splits, scorer, params, self.error_score,
+                                     self.return_train_score)
+            store = LocalStore(exp_key=type(self).__name__)
+            search = self._propose(store)
+            slots = _processes(self.n_jobs)
+            executor = InProcess(runner) if slots == 1 else Processes(runner, slots)
+            try:
+                run_trials(store, executor, slots, search)
+            finally:
+                executor.shutdown()
+            self.trials_ = store.trial_docs()
         self.cv_results_ = self._cv_results(self.trials_)
         self._select_best(self.cv_results_)
         self.scorer_, self.multimetric_ = scorer, False
@@ -290,6 +396,38 @@ class _CaviarSearchCV(BaseSearchCV):
             if hasattr(self.best_estimator_, "feature_names_in_"):
                 self.feature_names_in_ = self.best_estimator_.feature_names_in_
         return self
+
+    def _run_on_workers(self, X: Any, y: Any, params: dict[str, Any], groups: Any,
+                        classifier: bool) -> list[dict[str, Any]]:
+        """Queue the candidates into the MongoDB experiment, wait for the workers, return its trials."""
+        from caviar.store.mongo import MongoStore
+
+        if not isinstance(self.estimator, str) or not self.data or not self.exp_key:
+            raise ValueError("a search on workers (mongo=...) needs estimator='module:factory', "
+                             f"data='module:loader' and exp_key; got estimator={self.estimator!r}, "
+                             f"data={self.data!r}, exp_key={self.exp_key!r}")
+        if params or groups is not None:
+            raise ValueError(f"fit parameters and groups cannot travel to workers, got {sorted(params)}"
+                             f"{' and groups' if groups is not None else ''}")
+        if self.scoring is not None and not isinstance(self.scoring, str):
+            raise ValueError(f"scoring={self.scoring!r} cannot travel to workers: give a scorer's name or None")
+        X_loaded, y_loaded = load_data(self.data)
+        if not (np.array_equal(np.asarray(X_loaded), np.asarray(X)) and np.array_equal(np.asarray(y_loaded),
+                                                                                        np.asarray(y))):
+            raise ValueError(f"the X, y given to fit are not what the workers' loader {self.data!r} returns")
+        spec = {"estimator": self.estimator, "data": self.data, "cv": cv_spec(self.cv), "scoring": self.scoring,
+                "error_score": self.error_score, "return_train_score": self.return_train_score}
+        store = MongoStore(self.mongo, self.exp_key)
+        try:
+            store.put_experiment({"objective": "optimizer.sklearn:remote_candidate", "space": type(self).__name__,
+                                  "lease_seconds": self.lease_seconds, "metric": "score", "maximize": True,
+                                  "env": {SPEC_VARIABLE: json.dumps(spec, sort_keys=True)}})
+            search = self._propose(store)
+            log.info("waiting for the workers of experiment %r", self.exp_key)
+            wait_for_workers(store, search, self.lease_seconds)
+            return store.trial_docs()
+        finally:
+            store.close()
 
     def _select_best(self, results: dict[str, Any]) -> None:
         if np.all(np.isnan(results["mean_test_score"])):
@@ -350,10 +488,12 @@ class GridSearchCV(_CaviarSearchCV):
 
     def __init__(self, estimator: Any, param_grid: Any, *, scoring: Any = None, n_jobs: int | None = None,
                  refit: Any = True, cv: Any = None, verbose: int = 0, pre_dispatch: Any = "2*n_jobs",
-                 error_score: Any = np.nan, return_train_score: bool = False):
+                 error_score: Any = np.nan, return_train_score: bool = False, mongo: str | None = None,
+                 exp_key: str | None = None, data: str | None = None, lease_seconds: float = 60.0):
         super().__init__(estimator=estimator, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv, verbose=verbose,
                          pre_dispatch=pre_dispatch, error_score=error_score, return_train_score=return_train_score)
         self.param_grid = param_grid
+        self.mongo, self.exp_key, self.data, self.lease_seconds = mongo, exp_key, data, lease_seconds
 
     def _propose(self, store: TrialStore) -> None:
         if _has_hyperopt(self.param_grid):
@@ -376,13 +516,15 @@ class RandomizedSearchCV(_CaviarSearchCV):
     def __init__(self, estimator: Any, param_distributions: Any, *, n_iter: int = 10, scoring: Any = None,
                  n_jobs: int | None = None, refit: Any = True, cv: Any = None, verbose: int = 0,
                  pre_dispatch: Any = "2*n_jobs", random_state: Any = None, error_score: Any = np.nan,
-                 return_train_score: bool = False, algo: str = "random"):
+                 return_train_score: bool = False, algo: str = "random", mongo: str | None = None,
+                 exp_key: str | None = None, data: str | None = None, lease_seconds: float = 60.0):
         super().__init__(estimator=estimator, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv, verbose=verbose,
                          pre_dispatch=pre_dispatch, error_score=error_score, return_train_score=return_train_score)
         self.param_distributions = param_distributions
         self.n_iter = n_iter
         self.random_state = random_state
         self.algo = algo
+        self.mongo, self.exp_key, self.data, self.lease_seconds = mongo, exp_key, data, lease_seconds
 
     def _propose(self, store: TrialStore) -> Search | None:
         if self.algo not in ALGORITHMS:

@@ -9,10 +9,12 @@ import pytest
 from hyperopt import space_eval
 from hyperopt.pyll import stochastic
 
-from neural_net import classic
 from caviar.errors import CaviarError
-from optimizer.grid import grid_points, grid_size
+from caviar.family import load_family
 from caviar.objective import evaluate
+from neural_net import classic
+from neural_net.settings import SETTINGS, Settings
+from optimizer.grid import grid_points, grid_size
 
 PAIRS = {
     "mlp1": (classic.MLP1_SPACE, classic.mlp1, "mnist"),
@@ -54,6 +56,7 @@ def test_hks_cv_scores_by_stratified_folds(tmp_path: Path, write_dataset, monkey
     scores = [split["score"] for split in result["splits"]]
     assert result["folds"] == 2 and len(scores) == 2 and result["loss"] == pytest.approx(-np.mean(scores))
     assert all(len(split["history"]["accuracy"]) == 1 and split["fit_time"] > 0 for split in result["splits"])
+    assert Path(result["artifacts"]["model"]).is_file()  # the best fold's model
 
 
 def test_settings_default_to_the_pairs_data_and_split_and_env_wins() -> None:
@@ -66,8 +69,46 @@ def test_settings_default_to_the_pairs_data_and_split_and_env_wins() -> None:
 
 @pytest.mark.parametrize("raw", ["1", "-2", "two"])
 def test_a_bad_hks_cv_is_one_clear_error(raw: str) -> None:
-    with pytest.raises(CaviarError, match=f"^HKS_CV must be .*, got '?{raw}'?$"):
-        classic.cv_folds({"HKS_CV": raw})
+    with pytest.raises(CaviarError, match=f"^HKS_CV='{raw}' is not 0 \\(off\\) or a number of folds"):
+        Settings.from_env({"HKS_CV": raw})
+
+
+def test_the_pairs_are_families_with_the_cnn_settings_and_their_own_defaults() -> None:
+    assert load_family("neural_net.classic:mlp1") is classic.mlp1
+    for family in (classic.mlp1, classic.mlp2, classic.cnn):
+        assert (family.metric, family.maximize, family.cv_setting) == ("accuracy", True, "HKS_CV")
+        assert [s.flag for s in family.settings] == [s.flag for s in SETTINGS]
+        assert {s.env: s for s in family.settings}["HKS_CV"] is {s.env: s for s in SETTINGS}["HKS_CV"]
+    defaults = {s.env: s.default for s in classic.cnn.settings}
+    assert (defaults["HKS_DATASET"], defaults["HKS_VALIDATION_SPLIT"], defaults["HKS_EPOCHS"]) == (
+        "fashion_mnist", 0.2, None)
+    assert classic.mlp2.space == "neural_net.classic:MLP2_SPACE"
+
+
+def test_a_trial_keeps_its_model_and_a_refit_trains_on_everything_then_predicts(
+        tmp_path: Path, write_dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_dataset("mnist", tmp_path / "mnist", n_train=40, n_test=10)
+    monkeypatch.setenv("HKS_DATA_PATH", str(folder))
+    monkeypatch.setenv("HKS_EPOCHS", "1")
+    point = {"nodes": 32, "lr": 0.001, "epochs": 15, "batch_size": 64}
+    result = classic.mlp1(point)
+    kept = result["artifacts"]["model"]
+    assert classic.mlp1.evaluate_best(kept)["test_fine_accuracy"] >= 0.0
+
+    refit = classic.mlp1.refit(point, str(tmp_path / "best_model.keras"))
+    assert refit["train_images"] == 40 and refit["epochs"] == 1 and 0.0 <= refit["test_fine_accuracy"] <= 1.0
+    official = classic.mlp1.predict(str(tmp_path / "best_model.keras"), str(folder / "t10k-images-idx3-ubyte.gz"))
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "three.npy", images)
+    from_npy = classic.mlp1.predict(str(tmp_path / "best_model.keras"), str(tmp_path / "three.npy"))
+    assert [i for i, _ in official] == list(range(10)) and [i for i, _ in from_npy] == [0, 1, 2]
+    assert all(0 <= label < 10 for _, label in official + from_npy)
+    np.save(tmp_path / "floats.npy", images.astype(np.float32))
+    with pytest.raises(CaviarError, match="holds float32 values"):
+        classic.mlp1.predict(str(tmp_path / "best_model.keras"), str(tmp_path / "floats.npy"))
+    np.save(tmp_path / "small.npy", images[:, :8, :8])
+    with pytest.raises(CaviarError, match=r"shape \(8, 8\), the model takes \(28, 28, 1\)"):
+        classic.mlp1.predict(str(tmp_path / "best_model.keras"), str(tmp_path / "small.npy"))
 
 
 def test_the_classifier_keeps_the_callers_labels() -> None:

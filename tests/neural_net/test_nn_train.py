@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from hyperopt import STATUS_FAIL, STATUS_OK
 
+from caviar.errors import CaviarError
+from caviar.objective import evaluate, to_plain
 from neural_net import CNN, datasets
 from neural_net.batches import Batches
 from neural_net.datasets import Split
 from neural_net.settings import Settings
-from neural_net.train import evaluate_test, objective, prediction_scores
-from caviar.errors import CaviarError
-from caviar.objective import evaluate, to_plain
 from neural_net.space import DEMO_PARAMS
+from neural_net.train import evaluate_test, objective, prediction_scores
 
 # DEMO_PARAMS shrunk to run in seconds on a CPU: 4 base filters, 20 fully connected units.
 SMALL: dict[str, Any] = {
@@ -115,6 +115,29 @@ def test_objective_on_a_data_set_without_coarse_labels(tmp_path: Path, write_dat
     )
     test = evaluate_test(result["artifacts"]["model"])
     assert sorted(test) == ["test_fine_accuracy", "test_fine_loss"] and 0.0 <= test["test_fine_accuracy"] <= 1.0
+
+
+def test_cv_trains_one_model_per_stratified_fold_and_keeps_the_best_folds(
+        tmp_path: Path, write_dataset, monkeypatch: pytest.MonkeyPatch, temp_dir: Path) -> None:
+    folder = write_dataset("mnist", tmp_path / "mnist", n_train=60, n_test=20)
+    for name, value in {"HKS_DATASET": "mnist", "HKS_DATA_PATH": str(folder), "HKS_EPOCHS": "1",
+                        "HKS_CV": "2", "HKS_SEED": "3"}.items():
+        monkeypatch.setenv(name, value)
+
+    result = evaluate(objective, dict(SMALL))
+
+    assert result["status"] == STATUS_OK, result.get("error")
+    scores = [split["score"] for split in result["splits"]]
+    assert result["folds"] == 2 and result["loss"] == pytest.approx(-np.mean(scores))
+    assert result["std_test_score"] == pytest.approx(np.std(scores)) and result["accuracy"] == np.mean(scores)
+    assert [(s["train_images"], s["validation_images"]) for s in result["splits"]] == [(30, 30), (30, 30)]
+    assert all(len(s["history"]["val_fine_outputs_accuracy"]) == 1 for s in result["splits"])
+    assert [p.name for p in temp_dir.iterdir()] == [Path(result["artifacts"]["model"]).parent.name]
+    assert keras.saving.load_model(result["artifacts"]["model"]).output_shape == (None, 10)
+
+    refit = CNN.refit(dict(SMALL), str(tmp_path / "best_model.keras"))
+    assert (refit["train_images"], refit["epochs"]) == (60, 1) and 0.0 <= refit["test_fine_accuracy"] <= 1.0
+    assert len(CNN.predict(str(tmp_path / "best_model.keras"), str(folder / "t10k-images-idx3-ubyte.gz"))) == 20
 
 
 def test_a_diverging_trial_fails_alone(cifar100_env: Path, temp_dir: Path) -> None:
