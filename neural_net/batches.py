@@ -17,15 +17,16 @@ from neural_net.model import COARSE_HEAD, FINE_HEAD
 class Batches(keras.utils.PyDataset):
     """Batches of (uint8 images, {head: labels}) of ``split``, in order, or shuffled anew each epoch from ``seed``.
 
-    The same seed gives the same orders epoch after epoch, on every backend.
+    Epoch ``e``'s order depends on the seed and ``e`` alone, on every backend, so a
+    run resumed at ``first_epoch`` sees the orders an uninterrupted run would have.
     """
 
-    def __init__(self, split: Split, batch_size: int, seed: int | None = None) -> None:
+    def __init__(self, split: Split, batch_size: int, seed: int | None = None, first_epoch: int = 0) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.split, self.batch_size = split, batch_size
-        self._rng = None if seed is None else np.random.default_rng(seed)
+        self.split, self.batch_size, self.seed = split, batch_size, seed
+        self.epoch = first_epoch - 1
         self.order = np.arange(len(split))
         self.on_epoch_end()
 
@@ -41,5 +42,6 @@ class Batches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         """Draw the next epoch's order (Keras calls this after each epoch)."""
-        if self._rng is not None:
-            self.order = self._rng.permutation(len(self.split))
+        self.epoch += 1
+        if self.seed is not None:
+            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.split))

@@ -2,7 +2,8 @@
 
 ``ReportEpochs`` reports the validation accuracy of every epoch through
 ``caviar.reporting`` (the fine head's, or ``val_accuracy`` for a one-output
-model), sets ``model.stop_training`` when the scheduler stops the trial, and
+model), sets ``model.stop_training`` when the scheduler stops the trial (and
+leaves after the next batch when the worker lost the trial's lease), and
 otherwise saves the model (``.keras``: weights and optimizer state) as the
 trial's checkpoint with the history so far. ``resume`` loads that checkpoint
 back when the trial starts again elsewhere, with the epoch to go on from
@@ -21,6 +22,7 @@ from typing import Any
 import keras
 
 from caviar import reporting
+from caviar.objective import check_stop
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ class ReportEpochs(keras.callbacks.Callback):
         self.checkpoint_path = str(checkpoint_path)
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.monitors = monitors
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        check_stop()  # a worker that lost the trial's lease leaves after this batch, recording nothing
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}

@@ -33,6 +33,7 @@ import dataclasses
 import gc
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -47,9 +48,10 @@ import numpy as np
 
 from caviar.cv import cross_validate
 from caviar.errors import CaviarError
-from caviar.objective import ARTIFACTS_KEY, STATUS_FAIL, STATUS_OK, to_plain
+from caviar.objective import ARTIFACTS_KEY, STATUS_FAIL, STATUS_OK, TRIAL_DIR_ENV, to_plain
 from neural_net import datasets
 from neural_net.batches import Batches
+from neural_net.callbacks import ReportEpochs, resume
 from neural_net.datasets import Data, Split, training_pool
 from neural_net.model import FINE_HEAD, build_model, head_names, inference_model
 from neural_net.settings import Settings
@@ -82,12 +84,13 @@ def objective(params: dict[str, Any]) -> dict[str, Any]:
 
 def _trained(params: dict[str, Any], settings: Settings, data: Data) -> dict[str, Any]:
     """Train on ``data.train``, scored on ``data.validation``; the model is kept only if the trial is ok."""
-    model_dir = Path(tempfile.mkdtemp())  # "tmp…": caviar.runner.discard_artifacts removes such folders whole
+    # In the runner's scratch folder of the trial, which it deletes after the trial; called by hand, a temp folder.
+    model_dir = Path(tempfile.mkdtemp(prefix="model-", dir=os.environ.get(TRIAL_DIR_ENV)))
     result: dict[str, Any] = {"status": STATUS_FAIL}
     try:
         _fresh_session()
         keras.utils.set_random_seed(settings.seed)
-        result = _train(params, settings, data, model_dir / "model.keras")
+        result = _train(params, settings, data, model_dir / "model.keras", resumable=not settings.cv)
     finally:
         _fresh_session()
         if result["status"] != STATUS_OK:
@@ -95,9 +98,19 @@ def _trained(params: dict[str, Any], settings: Settings, data: Data) -> dict[str
     return result
 
 
-def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: Path) -> dict[str, Any]:
-    """Fit, saving the best epoch's inference model to ``model_path``, and summarize the history."""
-    model = build_model(params, data.input_shape, data.n_fine, data.n_coarse, flip=data.spec.flip)
+def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: Path,
+           resumable: bool = True) -> dict[str, Any]:
+    """Fit, saving the best epoch's inference model to ``model_path``, and summarize the history.
+
+    A ``resumable`` run reports each epoch (so a scheduler can stop it) and checkpoints it, and
+    goes on from the trial's last checkpoint if it has one (its worker died, or the search was
+    interrupted). The folds of a cross-validated trial do neither: their epochs are not the trial's.
+    """
+    checkpoint = model_path.with_name("checkpoint.keras")
+    model, initial_epoch, earlier = resume(checkpoint) if resumable else (None, 0, {})
+    if model is None:
+        model = build_model(params, data.input_shape, data.n_fine, data.n_coarse, flip=data.spec.flip)
+    reports = [ReportEpochs(checkpoint, earlier)] if resumable else []
     heads = head_names(data.n_coarse)
     batch_size = int(params["batch_size"])
     log.info(
@@ -111,7 +124,10 @@ def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: P
             best_weights, monitor=f"val_{FINE_HEAD}_accuracy", mode="max", save_best_only=True,
             save_weights_only=True,
         ),
-    ])
+        *reports,
+    ], initial_epoch)
+    if reports:  # the epochs before a restart included
+        history = reports[0].history
     common = {
         "history": history,
         "space": to_plain(dict(params)),
@@ -142,12 +158,13 @@ def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: P
 
 
 def _fit(model: keras.Model, train: Split, batch_size: int, settings: Settings, validation: Split | None = None,
-         callbacks: list[keras.callbacks.Callback] | None = None) -> dict[str, list[float]]:
+         callbacks: list[keras.callbacks.Callback] | None = None, initial_epoch: int = 0) -> dict[str, list[float]]:
     """The one training loop of trials and refits: ``settings.epochs`` epochs, stopped by a NaN loss."""
     history = model.fit(
-        Batches(train, batch_size, seed=settings.seed),
+        Batches(train, batch_size, seed=settings.seed, first_epoch=initial_epoch),
         validation_data=None if validation is None else Batches(validation, batch_size),
         epochs=settings.epochs,
+        initial_epoch=initial_epoch,
         verbose=1 if sys.stdout.isatty() else 2,
         callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])],
     ).history

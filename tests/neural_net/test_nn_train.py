@@ -78,7 +78,7 @@ def test_objective_returns_a_plain_result_and_the_best_model(cifar100_env: Path,
 
     model_path = Path(result["artifacts"]["model"])
     assert model_path.name == "model.keras" and model_path.parent.parent == temp_dir
-    assert model_path.parent.name.startswith("tmp")  # so that the worker removes the folder with the file
+    assert model_path.parent.name.startswith("model-")  # in the runner's scratch folder, when there is one
     # What a user does with the file: raw uint8 images in, the fine head's probabilities out.
     model = keras.saving.load_model(model_path)
     data = datasets.load(Settings.from_env())
@@ -189,6 +189,8 @@ def test_batches_cover_every_image_once_per_epoch_in_a_seeded_order() -> None:
     assert len({tuple(rows) for rows in epochs}) == 3  # reshuffled each epoch
     assert _epoch(Batches(split, 4, seed=8)) != epochs[0]
     assert _epoch(Batches(split, 4)) == list(range(10))  # validation: in order, every epoch
+    resumed = Batches(split, 4, seed=7, first_epoch=2)  # a trial resumed after its second epoch
+    assert _epoch(resumed) == epochs[2]
 
 
 def test_batches_without_coarse_labels_and_a_bad_size() -> None:
