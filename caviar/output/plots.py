@@ -83,6 +83,7 @@ class _Trial:
     score: float | None  # the family's metric (-loss when maximized); None for a failed trial
     params: dict[str, Any]  # flat name -> value; names the trial did not draw are missing
     history: dict[str, list[float]]
+    stopped: bool = False  # stopped early by a scheduler: its score is that of its last reported epoch
 
 
 @dataclass
@@ -171,7 +172,7 @@ def _trials(docs: list[dict[str, Any]], describe: Mapping[str, Any] | None = Non
         else:
             params = flatten_params({label: v[0] for label, v in vals.items() if v})
         score = score_of(float(loss), describe or {}) if scored else None
-        trials.append(_Trial(doc["tid"], score, params, result.get("history") or {}))
+        trials.append(_Trial(doc["tid"], score, params, result.get("history") or {}, bool(result.get("stopped"))))
     return trials
 
 
@@ -310,7 +311,11 @@ def _best_so_far(trials: list[_Trial], score_label: str, maximize: bool, path: s
     index, scores = _ok_index(trials)
     if len(index):
         tids = np.array([trials[i].tid for i in index])
-        ax.scatter(tids, scores, s=20, color="tab:blue", alpha=0.6, edgecolors="none", label="trial")
+        early = np.array([trials[i].stopped for i in index], dtype=bool)
+        ax.scatter(tids[~early], scores[~early], s=20, color="tab:blue", alpha=0.6, edgecolors="none", label="trial")
+        if early.any():
+            ax.scatter(tids[early], scores[early], s=24, facecolors="none", edgecolors="tab:blue", alpha=0.8,
+                       label=f"stopped early ({int(early.sum())})")
         best = (np.maximum if maximize else np.minimum).accumulate(scores)
         last = trials[-1].tid
         ax.step(np.append(tids, last), np.append(best, best[-1]), where="post", color="tab:orange", lw=2,
@@ -330,7 +335,8 @@ def _best_so_far(trials: list[_Trial], score_label: str, maximize: bool, path: s
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial id (order of proposal)")
     ax.set_ylabel(score_label)
-    ax.set_title(f"Progress of the search: {len(index)} ok, {len(failed)} failed trials")
+    stopped = sum(t.stopped for t in trials)
+    ax.set_title(f"Progress of the search: {len(index)} ok ({stopped} stopped early), {len(failed)} failed trials")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     return _save(fig, path)

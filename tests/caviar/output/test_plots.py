@@ -168,3 +168,13 @@ def test_importance_never_ranks_a_parameter_the_search_marked_inactive(small_doc
                  "misc": d["misc"] | {"vals": d["misc"]["vals"] | {"noise": []}}} for d in small_docs]
     importance = parameter_importance(docs)
     assert "noise" not in importance and "lr" in importance
+
+
+def test_trials_stopped_early_are_drawn_as_such(small_docs, tmp_path):
+    from caviar.output.plots import _trials
+
+    docs = [d | {"result": d["result"] | {"stopped": True, "stopped_at": 1}} if d["tid"] in (3, 4) else d
+            for d in small_docs]
+    assert [t.tid for t in _trials(docs) if t.stopped] == [3, 4]
+    [path] = [p for p in make_plots(docs, str(tmp_path)) if p.endswith("best_so_far.png")]
+    assert_real_image(path)
