@@ -22,9 +22,12 @@ from caviar.errors import CaviarError
 
 EPILOG = """\
 exit status: 0 after a clean stop (first SIGTERM/SIGINT: the current trial is finished and
-recorded first; --max-trials, --idle-exit or --exit-when-done reached); 143 after a second
-SIGTERM/SIGINT (the running trial is handed back to the queue); 1 for a problem to fix (database
-unreachable at start or refusing an operation, objective not importable); 2 for bad flags. Once
+recorded first; --max-trials, --idle-exit or --exit-when-done reached), and also when this host
+cannot run the experiment's trials (its data set or the objective's module is missing here: one
+error line says what, the trial goes back to the queue, and compose's `restart: on-failure` does
+not restart the worker in a loop); 143 after a second SIGTERM/SIGINT (the running trial is handed
+back to the queue); 1 for a problem to fix at start (database unreachable or refusing an
+operation); 2 for bad flags. Once
 started, the worker rides out database outages: it retries with backoff and never drops a
 finished result while it still holds the trial. Use the same --lease-seconds as the master: an
 idle worker requeues trials silent for that long (on the database's clock)."""
@@ -72,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pymongo.errors import PyMongoError
 
     from caviar.store.mongo import MongoStore, one_line
-    from worker.service import Worker, WorkerConfig, configure_gpu
+    from worker.service import EXIT_HOST_NOT_READY, HostNotReady, Worker, WorkerConfig, configure_gpu
 
     try:
         if args.gpu:
@@ -83,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker = Worker(store, config)
         worker.install_signal_handlers()
         return worker.run()
+    except HostNotReady as err:
+        print(f"error: {err} (the trial went back to the queue; this worker stops with exit {EXIT_HOST_NOT_READY}, "
+              "which compose does not restart: fix this host, then start it again)", file=sys.stderr)
+        return EXIT_HOST_NOT_READY
     except CaviarError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -43,7 +43,7 @@ from typing import Any, Callable, TypeVar
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from caviar.errors import CaviarError
-from caviar.family import load_family
+from caviar.family import ModelFamily, load_family
 from caviar.store import DONE
 from caviar.store.mongo import MongoStore, one_line
 from caviar.objective import LeaseLost, Objective
@@ -52,6 +52,14 @@ from caviar.runner import Heartbeat, discard_artifacts, run_trial
 log = logging.getLogger(__name__)
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM
+# A trial this host cannot run (its data set or the objective's module is missing here): the trial goes back
+# to the queue and the worker stops with 0, the one code that compose's `restart: on-failure` leaves alone,
+# so that a host without its data does not restart, claim and hand back trials in a loop.
+EXIT_HOST_NOT_READY = 0
+
+
+class HostNotReady(CaviarError):
+    """This host cannot run the experiment's trials (a missing data set or module): no restart fixes it."""
 FIRST_POLL_SECONDS = 0.01
 FIRST_TRIAL_POLL = 0.05  # longest poll before the first trial, while the master starts
 MAX_BACKOFF = 5.0
@@ -87,7 +95,8 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._base_env = dict(os.environ)  # restored before each trial: experiments never share settings
         self.trials_run = 0
-        self._objectives: dict[str, Objective] = {}
+        self._objectives: dict[str, ModelFamily] = {}
+        self._ready: set[tuple[str, tuple[tuple[str, str], ...]]] = set()  # (objective, settings) prepared here
         self._stop_requests = 0
         self._interruptible = False  # True while only user code runs: no database call to cut in two
         self._current: dict[str, Any] | None = None
@@ -220,10 +229,10 @@ class Worker:
             self._interruptible = True
             self._safe_point()
             result, artifacts = run_trial(self.store, doc, fn, self.owner, min(lease, self.config.lease_seconds) / 4)
-        except CaviarError:  # e.g. no data set on this host: every trial would fail the same way
+        except CaviarError as err:  # e.g. no data set on this host: every trial would fail the same way
             self._interruptible = False
             self._release(tid)
-            raise
+            raise HostNotReady(str(err)) from None
         except LeaseLost as stopped:
             log.warning("%s: the objective stopped at a safe point; nothing recorded", stopped)
             self._current = None
@@ -255,15 +264,19 @@ class Worker:
             os.environ.clear()
             os.environ.update(self._base_env)
             os.environ.update({str(k): str(v) for k, v in (experiment.get("env") or {}).items()})
-            if path not in self._objectives:
+            ready = (path, tuple(sorted(os.environ.items())))
+            if ready not in self._ready:
                 self._interruptible = True
                 try:
-                    self._objectives[path] = load_family(path)
+                    family = self._objectives.get(path) or load_family(path)
+                    family.prepare()  # its data set, once per objective and settings: missing, nothing is claimed
+                    self._objectives[path] = family
                 finally:
                     self._interruptible = False
-        except CaviarError:
+                self._ready.add(ready)
+        except CaviarError as err:
             self._release(doc["tid"])
-            raise
+            raise HostNotReady(str(err)) from None
         return self._objectives[path], float(experiment.get("lease_seconds") or self.config.lease_seconds)
 
     def _announce(self) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 from hyperopt import hp
 
+from caviar.errors import CaviarError
+from caviar.family import ModelFamily
+
 # Two top-level parameters and a conditional branch with nested parameters.
 SPACE: dict[str, Any] = {
     "x": hp.uniform("x", -3.0, 3.0),
@@ -85,7 +88,6 @@ def environment(params: dict[str, Any]) -> dict[str, Any]:
 
 def needs_missing_data(params: dict[str, Any]) -> float:
     """Stands for an objective whose data set is missing on this host: a CaviarError."""
-    from caviar.errors import CaviarError
 
     raise CaviarError("no data set here: put it in ml_req/")
 
@@ -105,3 +107,16 @@ def with_attachments(params: dict[str, Any]) -> dict[str, Any]:
     """``quadratic`` returning hyperopt result attachments (bytes), as hyperopt users' objectives do."""
     loss = quadratic(params)
     return {"loss": loss, "status": "ok", "attachments": {"blob": repr(loss).encode()}}
+
+
+class _FamilyWithoutData(ModelFamily):
+    """A family whose data set is missing on this host: ``prepare`` says so before any trial trains."""
+
+    def prepare(self) -> None:
+        raise CaviarError("no data set here: put it in ml_req/")
+
+    def objective(self, params: dict) -> float:
+        raise AssertionError("a trial ran although the family's data set is missing")
+
+
+FAMILY_WITHOUT_DATA = _FamilyWithoutData()

@@ -141,28 +141,30 @@ def test_gpu_pinning_and_tensorflow_only_when_asked(mongo_url: str, workers: Wor
     assert results[pinned.pid]["cuda_visible_devices"] == "0" and results[pinned.pid]["tensorflow_loaded"]
 
 
-def test_a_worker_that_cannot_import_the_objective_hands_the_trial_back_and_exits_1(
+def test_a_worker_that_cannot_import_the_objective_hands_the_trial_back_and_stops_for_good(
     mongo_url: str, workers: Workers
 ) -> None:
     store = experiment(mongo_url, "broken", "no_such_objective")
     [tid] = enqueue_points(store, points(1))
     worker = workers.start(mongo_url)  # no --exp-key: serves every experiment
-    assert worker.wait(timeout=30) == 1
+    assert worker.wait(timeout=30) == 0  # the one code compose's restart: on-failure does not restart
     assert "error: module 'tests.helpers.objectives' has no attribute 'no_such_objective'" in workers.log(worker)
     [doc] = store.trial_docs()
     assert (doc["tid"], doc["state"], doc["lease_losses"]) == (tid, NEW, 0)
 
 
-def test_a_worker_whose_objective_lacks_its_data_hands_the_trial_back_and_exits_1(
-    mongo_url: str, workers: Workers
+@pytest.mark.parametrize("objective", ["needs_missing_data", "FAMILY_WITHOUT_DATA"])
+def test_a_worker_whose_objective_lacks_its_data_hands_the_trial_back_and_stops_for_good(
+    mongo_url: str, workers: Workers, objective: str
 ) -> None:
-    store = experiment(mongo_url, "nodata", "needs_missing_data")
+    store = experiment(mongo_url, "nodata", objective)
     [tid] = enqueue_points(store, points(1))
     worker = workers.start(mongo_url, "--exp-key", "nodata")
-    assert worker.wait(timeout=30) == 1
-    assert "error: no data set here: put it in ml_req/" in workers.log(worker)
+    assert worker.wait(timeout=30) == 0  # not restarted by compose in a loop
+    errors = [line for line in workers.log(worker).splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no data set here: put it in ml_req/" in errors[0] and "exit 0" in errors[0]
     [doc] = store.trial_docs()
-    assert (doc["tid"], doc["state"]) == (tid, NEW)
+    assert (doc["tid"], doc["state"], doc["lease_losses"]) == (tid, NEW, 0)
 
 
 def test_an_unreachable_database_is_one_error_line_and_exit_1() -> None:
