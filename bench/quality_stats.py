@@ -1,6 +1,6 @@
 """Is a gap in median regret real? Many seeds of sequential runs, compared with a bootstrap and a rank test.
 
-    python bench/quality_stats.py [--problem hartmann6] [--seeds 150] [--evals 100] [--jobs 2]
+    python bench/quality_stats.py [--problem hartmann6] [--seeds 150] [--first-seed 0] [--evals 100] [--jobs 2]
         [--methods "caviar tpe-mv" "optuna mv-tpe" "optuna mv-tpe liar reseeded"] [--output F.md]
 
 The seeds of two methods share nothing (each draws its own random numbers), so the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -49,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problem", default="hartmann6", choices=list(PROBLEMS))
     parser.add_argument("--seeds", type=int, default=150)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=100)
     parser.add_argument("--basin", type=float, default=0.119)
     parser.add_argument("--methods", nargs="+", choices=METHODS + ABLATIONS,
@@ -56,14 +58,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--output")
     args = parser.parse_args()
-    tasks = [(m, args.problem, s, args.evals) for m in args.methods for s in range(args.seeds)]
+    tasks = [(m, args.problem, s, args.evals) for m in args.methods for s in range(args.first_seed, args.first_seed + args.seeds)]
     with ProcessPoolExecutor(args.jobs) as pool:
         found = list(pool.map(_regrets, tasks, chunksize=4))
     regrets = {m: np.array([r for method, _, r in sorted(found) if method == m]) for m in args.methods}
     reference = next(m for m in args.methods if m.startswith("optuna"))
     rng = np.random.default_rng(0)
-    lines = [f"{args.problem}, sequential, {args.seeds} seeds (0-{args.seeds - 1}), reference: {reference}", "",
-             "    " + " ".join(["python", "bench/quality_stats.py", *sys.argv[1:]]), "",
+    last = args.first_seed + args.seeds - 1
+    lines = [f"{args.problem}, sequential, {args.seeds} seeds ({args.first_seed}-{last}), reference: {reference}", "",
+             "    " + shlex.join(["python", "bench/quality_stats.py", *sys.argv[1:]]), "",
              "| method | @k | median regret | ratio to reference (95% bootstrap) | Mann-Whitney p | runs < basin |",
              "|---|---|---|---|---|---|"]
     for m in args.methods:
