@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import os
 import platform
+import shlex
 import shutil
-import statistics
-import json
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,10 +68,10 @@ from hyperopt import Domain, Trials, rand  # noqa: E402
 
 from bench import problems  # noqa: E402
 from bench.problems import PROBLEMS, Params, Problem, attr, rms_distance  # noqa: E402
+from caviar.store import DONE  # noqa: E402
 from caviar.store.local import LocalStore  # noqa: E402
 from caviar.store.mongo import MongoStore  # noqa: E402
 from optimizer.search import Search, concrete_params, proposal_seed  # noqa: E402
-from caviar.store import DONE  # noqa: E402
 
 METHODS = ["caviar tpe", "caviar tpe-mv", "optuna mv-tpe", "optuna mv-tpe liar"]
 ABLATIONS = ["optuna mv-tpe liar reseeded"]  # tpe-mv's sampler life cycle on Optuna's own loop
@@ -365,13 +366,22 @@ def table(args: argparse.Namespace, results: dict[tuple[str, ...], Any]) -> Iter
             yield "| " + " | ".join(row) + " |"
 
 
-def real_runs(args: argparse.Namespace) -> dict[tuple[str, ...], Any]:
-    """Every real-process run, one at a time (they time real sleeps), kept in ``--raw`` as they end: a rerun
-    with the same file skips the runs it holds."""
-    results: dict[tuple[str, ...], Any] = {}
-    if args.raw and os.path.exists(args.raw):
-        with open(args.raw) as f:
-            results = {tuple(key): value for key, value in map(json.loads, f)}
+def load_raw(path: str | None) -> dict[tuple[str, ...], Any]:
+    """The runs kept in ``--raw`` by an earlier invocation (a JSON line per run: key, result)."""
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {tuple(key): value for key, value in map(json.loads, f)}
+
+
+def keep_raw(path: str | None, key: tuple[str, ...], value: Any) -> None:
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps([key, value]) + "\n")
+
+
+def real_runs(args: argparse.Namespace, results: dict[tuple[str, ...], Any]) -> None:
+    """Every real-process run not in ``results``, one at a time (they time real sleeps), kept as they end."""
     folder = tempfile.mkdtemp(prefix="quality-")
     server = NxServer(folder)
     try:
@@ -382,13 +392,10 @@ def real_runs(args: argparse.Namespace) -> dict[tuple[str, ...], Any]:
                     if key not in results:
                         results[key] = real_run(m, p, s, args.evals, args.workers, server.url, folder)
                         print(key, f"{results[key]['wall']:.1f} s", flush=True)
-                        if args.raw:
-                            with open(args.raw, "a") as f:
-                                f.write(json.dumps([key, results[key]]) + "\n")
+                        keep_raw(args.raw, key, results[key])
     finally:
         server.stop()
     shutil.rmtree(folder)
-    return results
 
 
 def main() -> None:
@@ -405,7 +412,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="processes running runs side by side")
     parser.add_argument("--parallel", choices=["real", "simulated"], default="real",
                         help="par: real master/worker processes, or simulated in this process (quick)")
-    parser.add_argument("--raw", help="JSON lines of the real runs, appended as they end and reused by a rerun")
+    parser.add_argument("--raw", help="JSON lines of the runs, appended as they end and reused by a rerun")
+    parser.add_argument("--in-process-only", action="store_true",
+                        help="only the sequential runs and latencies (e.g. beside a real-process run, into --raw)")
     parser.add_argument("--output", default="bench/results/quality.md")
     args = parser.parse_args()
     workers = (1,) if args.parallel == "real" else (1, args.workers)
@@ -413,10 +422,17 @@ def main() -> None:
              for w in workers for s in seeds(args)]
     tasks += [("latency", m, p, str(args.latency_trials)) for p in args.problems for m in args.methods]
     started = time.monotonic()
-    results = real_runs(args) if args.parallel == "real" else {}
+    results = load_raw(args.raw)
+    if args.parallel == "real" and not args.in_process_only:
+        real_runs(args, results)
     with ProcessPoolExecutor(args.jobs) as pool:
-        results |= dict(pool.map(_task, tasks))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        for key, value in pool.map(_task, [t for t in tasks if t not in results]):
+            results[key] = value
+            keep_raw(args.raw, key, value)
+    if args.in_process_only:
+        return
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip()
     lines = [
         "# Search quality",
         "",
@@ -424,8 +440,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, optuna {optuna.__version__}, "
         f"hyperopt {__import__('hyperopt').__version__}; {time.monotonic() - started:.0f} s.",
         "",
-        "    " + " ".join([os.path.basename(sys.executable), "bench/quality.py", *sys.argv[1:]]),
+        "    " + shlex.join([os.path.basename(sys.executable), "bench/quality.py", *sys.argv[1:]]),
         "",
+        *([(f"Runs kept in {args.raw} by the invocations that made them, the missing ones run by this one; "
+            "the seconds above are this invocation's."), ""] if args.raw else []),
         *table(args, results),
     ]
     text = "\n".join(lines) + "\n"
