@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
+import time
 from typing import Any, Callable
 
 import optuna
@@ -157,3 +159,37 @@ def rms_distance(a: dict[str, float | str], b: dict[str, float | str]) -> float:
         else:
             total += (a[k] - b[k]) ** 2
     return math.sqrt(total / len(keys))
+
+
+# Module-level spaces and objectives, for real master and worker processes (``--space bench.problems:branin_space
+# --objective bench.problems:branin_sleepy``; ``attr`` gives the prefix of a problem).
+branin_space = PROBLEMS["branin"].space()
+hartmann6_space = PROBLEMS["hartmann6"].space()
+cnn_like_space = PROBLEMS["cnn-like"].space()
+
+
+def attr(problem: str) -> str:
+    """The prefix of a problem's module-level space and objective: ``cnn-like`` -> ``cnn_like``."""
+    return problem.replace("-", "_")
+
+
+def eval_seconds(params: Params) -> float:
+    """A pseudo-random evaluation time in 0.05-0.3 s, a function of the point (the same in every process)."""
+    return random.Random(repr(sorted(params.items()))).uniform(0.05, 0.3)
+
+
+def _after_sleep(problem: str, params: Params) -> float:
+    time.sleep(eval_seconds(params))
+    return PROBLEMS[problem].loss(params)
+
+
+def branin_sleepy(params: Params) -> float:
+    return _after_sleep("branin", params)
+
+
+def hartmann6_sleepy(params: Params) -> float:
+    return _after_sleep("hartmann6", params)
+
+
+def cnn_like_sleepy(params: Params) -> float:
+    return _after_sleep("cnn-like", params)

@@ -1,48 +1,63 @@
 """Search quality: Caviar's samplers beside Optuna's multivariate TPE, on problems with a known optimum.
 
     python bench/quality.py [--seeds 10] [--first-seed 0] [--evals 100] [--workers 4] [--latency-trials 1000]
-        [--problems branin hartmann6 cnn-like] [--jobs 2] [--output bench/results/quality.md]
+        [--problems branin hartmann6 cnn-like] [--methods ...] [--parallel real|simulated] [--raw F.jsonl]
+        [--jobs 2] [--output bench/results/quality.md]
 
 Methods, each run with the same seeds:
 
-- ``caviar tpe``: ``Search(..., algo="tpe")``, hyperopt's independent TPE;
-- ``caviar tpe-mv``: ``Search(..., algo="tpe-mv")``, the default;
+- ``caviar tpe``: hyperopt's independent TPE through Caviar (``--algo tpe``);
+- ``caviar tpe-mv``: the default (``--algo tpe-mv``);
 - ``optuna mv-tpe``: Optuna's ``TPESampler(multivariate=True, group=True)``;
-- ``optuna mv-tpe liar``: the same with ``constant_liar=True``.
+- ``optuna mv-tpe liar``: the same with ``constant_liar=True``;
+- ``optuna mv-tpe liar reseeded`` (an ablation, not run by default): Optuna's own loop with a
+  new sampler per trial seeded as tpe-mv seeds each proposal.
 
-Caviar's methods run through ``Search.top_up`` on a ``LocalStore`` (the master's own
-proposal path); Optuna's through ``study.ask``/``tell`` with the problem's define-by-run
-space. Two modes:
+Sequential runs (``seq``, one trial at a time) go in-process: Caviar's methods through
+``Search.top_up`` on a ``LocalStore`` (the master's own proposal path), Optuna's through
+``study.ask``/``tell`` with the problem's define-by-run space.
 
-- ``seq``: one trial at a time;
-- ``par``: 4 asynchronous workers *simulated in this process* on an event-driven
-  clock: evaluation times are drawn uniformly in 0.05-0.3 s (the same draws for every
-  method), 4 trials are always pending, and a new trial is proposed when the earliest
-  one finishes, knowing the 3 still running (no real sleeping, no master/worker
-  processes: the wire protocol and the store's latency are not part of this measure).
+Parallel runs (``par``, ``--workers`` asynchronous workers), ``--parallel real`` (the default):
+real processes, one run at a time, every objective sleeping 0.05-0.3 s (a pseudo-random
+function of the point, ``bench.problems.eval_seconds``) before returning the problem's value:
 
-Reported: the median over seeds of the regret (best loss so far minus the optimum)
-after 25/50/100 finished evaluations; in ``par`` mode the near-duplicate rate, the share
-of proposals within RMS distance 0.02 (in the unit-scaled space) of a trial pending when
-they were proposed; and the proposal latency with ``--latency-trials`` finished trials
-(median of 5 proposals, each with 3 pending; Caviar's timed from ``top_up`` with the
-documents already read, i.e. without the store's read, after a first (cold) proposal).
+- Caviar: ``python -m optimizer --mongo URL --exp-key K --algo ALGO --lookahead 0 ...`` and W
+  ``python -m worker --mongo URL --exp-key K --poll-seconds 0.02`` on one ``nx-27017`` server on a
+  free loopback port; the losses are read back from the store in finishing order;
+- Optuna: W processes (``python bench/quality.py optuna-worker ...``) sharing one
+  JournalFileStorage, process i seeded ``100 * seed + i``.
+
+``--parallel simulated`` instead simulates the W workers in this process on an event-driven clock
+(the same draws for every method, no real sleeping): a quick check, not the reported figures.
+
+Reported: the median over seeds of the regret (best loss so far minus the optimum) after
+25/50/100 finished evaluations; in ``par`` the near-duplicate rate, the share of trials within
+RMS distance 0.02 (in the unit-scaled space) of a trial that was being evaluated when they
+started (claimed by a Caviar worker, asked by an Optuna process); and the proposal latency with
+``--latency-trials`` finished trials (median of 5 proposals, each with 3 pending; Caviar's timed
+from ``top_up`` with the documents already read, i.e. without the store's read, after a first
+(cold) proposal).
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import os
 import platform
+import shlex
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -51,12 +66,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import optuna  # noqa: E402
 from hyperopt import Domain, Trials, rand  # noqa: E402
 
-from bench.problems import PROBLEMS, Params, Problem, rms_distance  # noqa: E402
-from caviar.store.local import LocalStore  # noqa: E402
-from optimizer.search import Search, concrete_params  # noqa: E402
+from bench import problems  # noqa: E402
+from bench.problems import PROBLEMS, Params, Problem, attr, rms_distance  # noqa: E402
 from caviar.store import DONE  # noqa: E402
+from caviar.store.local import LocalStore  # noqa: E402
+from caviar.store.mongo import MongoStore  # noqa: E402
+from optimizer.search import Search, concrete_params, proposal_seed  # noqa: E402
 
 METHODS = ["caviar tpe", "caviar tpe-mv", "optuna mv-tpe", "optuna mv-tpe liar"]
+ABLATIONS = ["optuna mv-tpe liar reseeded"]  # tpe-mv's sampler life cycle on Optuna's own loop
 CHECKPOINTS = (25, 50, 100)
 NEAR = 0.02
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -90,12 +108,18 @@ class CaviarProposer(Proposer):
 
 
 class OptunaProposer(Proposer):
-    def __init__(self, problem: Problem, liar: bool, seed: int):
-        self.suggest = problem.suggest
-        self.study = optuna.create_study(sampler=optuna.samplers.TPESampler(
-            multivariate=True, group=True, constant_liar=liar, seed=seed))
+    """Optuna's own loop; ``reseeded``: a new sampler per trial, seeded per trial as tpe-mv's (an ablation)."""
+
+    def __init__(self, problem: Problem, liar: bool, seed: int, reseeded: bool = False):
+        self.suggest, self.liar, self.seed, self.reseeded = problem.suggest, liar, seed, reseeded
+        self.study = optuna.create_study(sampler=self._sampler(seed))
+
+    def _sampler(self, seed: int) -> optuna.samplers.TPESampler:
+        return optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=self.liar, seed=seed)
 
     def ask(self) -> tuple[Any, Params]:
+        if self.reseeded:
+            self.study.sampler = self._sampler(proposal_seed(self.seed, len(self.study.trials), 0))
         trial = self.study.ask()
         return trial, self.suggest(trial)
 
@@ -106,7 +130,7 @@ class OptunaProposer(Proposer):
 def proposer(method: str, problem: Problem, seed: int, evals: int) -> Proposer:
     if method.startswith("caviar"):
         return CaviarProposer(problem, method.split()[1], seed, evals)
-    return OptunaProposer(problem, method.endswith("liar"), seed)
+    return OptunaProposer(problem, "liar" in method, seed, reseeded=method.endswith("reseeded"))
 
 
 def run(method: str, problem_name: str, seed: int, evals: int, workers: int) -> dict[str, Any]:
@@ -129,6 +153,128 @@ def run(method: str, problem_name: str, seed: int, evals: int, workers: int) -> 
         p.tell(handle, loss)
         losses.append(loss)
     return {"losses": losses, "near": near, "proposed": proposed}
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _spawn(cmd: list[str], log: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                env=os.environ | {"PYTHONPATH": REPO})
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        proc.wait(30)
+
+
+class NxServer:
+    """One nx-27017 server on a free loopback port for the whole benchmark (each run its own exp-key)."""
+
+    def __init__(self, folder: str):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        exe = os.path.join(os.path.dirname(sys.executable), "nx-27017")
+        self.proc = subprocess.Popen(
+            [exe if os.path.exists(exe) else "nx-27017", "--db", os.path.join(folder, "nx.db"), "--host", "127.0.0.1",
+             "-p", str(self.port), "--log-file", os.path.join(folder, "nx.log"),
+             "--pid-file", os.path.join(folder, "nx.pid")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.url = f"mongodb://127.0.0.1:{self.port}/quality"
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nx-27017 did not listen on port {self.port}")
+
+    def stop(self) -> None:
+        _stop([self.proc])
+
+
+Finished = list[tuple[float, float, float, dict[str, Any]]]  # (start, end, loss, concrete params) per trial
+
+
+def real_caviar(algo: str, problem: str, seed: int, evals: int, workers: int, url: str, folder: str) -> Finished:
+    """A real master and ``workers`` real workers on the server: each trial's claim and finish time, loss, params."""
+    key = f"{problem}-{algo}-{seed}"
+    log = os.path.join(folder, f"{key}.log")
+    master = _spawn(["-m", "optimizer", "--mongo", url, "--exp-key", key, "--algo", algo, "--seed", str(seed),
+                     "--space", f"bench.problems:{attr(problem)}_space",
+                     "--objective", f"bench.problems:{attr(problem)}_sleepy", "--max-evals", str(evals),
+                     "--lookahead", "0", "--no-plots", "--results-dir", os.path.join(folder, key)], log)
+    group = [_spawn(["-m", "worker", "--mongo", url, "--exp-key", key, "--poll-seconds", "0.02"], log)
+             for _ in range(workers)]
+    try:
+        if master.wait(600) != 0:
+            raise RuntimeError(f"the master of {key} exited with {master.returncode}: see {log}")
+    finally:
+        _stop([master, *group])
+    store = MongoStore(url, key)
+    docs = [d for d in store.trial_docs() if d["state"] == DONE]
+    store.close()
+    return [(d["book_time"], d["refresh_time"], d["result"]["loss"], d["params"]) for d in docs]
+
+
+def real_optuna(liar: bool, problem: str, seed: int, evals: int, workers: int, folder: str) -> Finished:
+    """``workers`` real Optuna processes sharing one JournalFileStorage, evaluating the same sleepy objective."""
+    key = f"{problem}-optuna-{'liar' if liar else 'plain'}-{seed}"
+    journal, log = os.path.join(folder, f"{key}.journal"), os.path.join(folder, f"{key}.log")
+    study = optuna.create_study(study_name=key, storage=_journal(journal))
+    group = [_spawn([os.path.join("bench", "quality.py"), "optuna-worker", journal, key, problem,
+                     str(seed * 100 + i), str(evals), str(int(liar))], log) for i in range(workers)]
+    try:
+        for proc in group:
+            if proc.wait(600) != 0:
+                raise RuntimeError(f"an Optuna worker of {key} exited with {proc.returncode}: see {log}")
+    finally:
+        _stop(group)
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    return [(t.datetime_start.timestamp(), t.datetime_complete.timestamp(), t.value, t.user_attrs["params"])
+            for t in done]
+
+
+def _journal(path: str) -> Any:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(path))
+
+
+def optuna_worker(journal: str, key: str, problem: str, seed: str, evals: str, liar: str) -> None:
+    """One Optuna process: evaluates trials until the study holds ``evals`` (a trial past them is pruned at once)."""
+    study = optuna.load_study(study_name=key, storage=_journal(journal), sampler=optuna.samplers.TPESampler(
+        multivariate=True, group=True, constant_liar=liar == "1", seed=int(seed)))
+
+    def objective(trial: optuna.Trial) -> float:
+        if trial.number >= int(evals):
+            study.stop()
+            raise optuna.TrialPruned()
+        params = PROBLEMS[problem].suggest(trial)
+        trial.set_user_attr("params", params)
+        return getattr(problems, f"{attr(problem)}_sleepy")(params)
+
+    study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(int(evals), states=None)])
+
+
+def real_run(method: str, problem: str, seed: int, evals: int, workers: int, url: str, folder: str) -> dict[str, Any]:
+    """One real-process run: losses in finishing order, and proposals near a trial running when they started."""
+    started = time.monotonic()
+    if method.startswith("caviar"):
+        finished = real_caviar(method.split()[1], problem, seed, evals, workers, url, folder)
+    else:
+        finished = real_optuna("liar" in method, problem, seed, evals, workers, folder)
+    finished.sort(key=lambda f: f[1])
+    units = [PROBLEMS[problem].unit(f[3]) for f in finished]
+    near = sum(any(o[0] < f[0] < o[1] and rms_distance(u, units[j]) < NEAR for j, o in enumerate(finished) if j != i)
+               for i, (f, u) in enumerate(zip(finished, units)))
+    return {"losses": [f[2] for f in finished], "near": near, "proposed": len(finished),
+            "wall": time.monotonic() - started}
 
 
 def latency(method: str, problem_name: str, n: int) -> tuple[float, float]:
@@ -194,29 +340,67 @@ def regret_at(losses: list[float], k: int, optimum: float) -> float:
 
 def table(args: argparse.Namespace, results: dict[tuple[str, ...], Any]) -> Iterator[str]:
     checkpoints = [k for k in CHECKPOINTS if k <= args.evals]
+    how = "real master/worker processes (see the module's docstring)" if args.parallel == "real" else \
+        "simulated in-process"
     yield f"Median regret over {args.seeds} seeds ({args.first_seed}-{args.first_seed + args.seeds - 1}) " \
-          "after k evaluations; " \
-          f"par = {args.workers} asynchronous workers, simulated in-process (see the module's docstring)."
+          f"after k evaluations; par = {args.workers} asynchronous workers, {how}."
     yield ""
     head = ["problem", "method"] + [f"seq @{k}" for k in checkpoints] + [f"par @{k}" for k in checkpoints]
-    head += ["par near-dups", f"latency @{args.latency_trials} (cold / warm)"]
+    head += ["par near-dups"] + (["par wall s"] if args.parallel == "real" else [])
+    head += [f"latency @{args.latency_trials} (cold / warm)"]
     yield "| " + " | ".join(head) + " |"
     yield "|" + "---|" * len(head)
     for problem in args.problems:
         optimum = PROBLEMS[problem].optimum
         for method in args.methods:
             row = [problem, method]
-            for workers in (1, args.workers):
-                runs = [results["run", method, problem, str(s), str(args.evals), str(workers)] for s in seeds(args)]
+            for kind, workers in (("run", 1), ("run" if args.parallel == "simulated" else "real", args.workers)):
+                runs = [results[kind, method, problem, str(s), str(args.evals), str(workers)] for s in seeds(args)]
                 row += [f"{statistics.median(regret_at(r['losses'], k, optimum) for r in runs):.4g}" for k in checkpoints]
             near = sum(r["near"] for r in runs) / sum(r["proposed"] for r in runs)
             row.append(f"{100 * near:.1f}%")
+            if args.parallel == "real":
+                row.append(f"{statistics.median(r['wall'] for r in runs):.1f}")
             cold, warm = results["latency", method, problem, str(args.latency_trials)]
             row.append(f"{1000 * cold:.0f} / {1000 * warm:.0f} ms")
             yield "| " + " | ".join(row) + " |"
 
 
+def load_raw(path: str | None) -> dict[tuple[str, ...], Any]:
+    """The runs kept in ``--raw`` by an earlier invocation (a JSON line per run: key, result)."""
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {tuple(key): value for key, value in map(json.loads, f)}
+
+
+def keep_raw(path: str | None, key: tuple[str, ...], value: Any) -> None:
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps([key, value]) + "\n")
+
+
+def real_runs(args: argparse.Namespace, results: dict[tuple[str, ...], Any]) -> None:
+    """Every real-process run not in ``results``, one at a time (they time real sleeps), kept as they end."""
+    folder = tempfile.mkdtemp(prefix="quality-")
+    server = NxServer(folder)
+    try:
+        for s in seeds(args):  # seeds outermost: a run cut short leaves every problem and method equally served
+            for p in args.problems:
+                for m in args.methods:
+                    key = ("real", m, p, str(s), str(args.evals), str(args.workers))
+                    if key not in results:
+                        results[key] = real_run(m, p, s, args.evals, args.workers, server.url, folder)
+                        print(key, f"{results[key]['wall']:.1f} s", flush=True)
+                        keep_raw(args.raw, key, results[key])
+    finally:
+        server.stop()
+    shutil.rmtree(folder)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["optuna-worker"]:
+        return optuna_worker(*sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
@@ -224,17 +408,31 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--latency-trials", type=int, default=1000)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + ABLATIONS)
     parser.add_argument("--jobs", type=int, default=2, help="processes running runs side by side")
+    parser.add_argument("--parallel", choices=["real", "simulated"], default="real",
+                        help="par: real master/worker processes, or simulated in this process (quick)")
+    parser.add_argument("--raw", help="JSON lines of the runs, appended as they end and reused by a rerun")
+    parser.add_argument("--in-process-only", action="store_true",
+                        help="only the sequential runs and latencies (e.g. beside a real-process run, into --raw)")
     parser.add_argument("--output", default="bench/results/quality.md")
     args = parser.parse_args()
+    workers = (1,) if args.parallel == "real" else (1, args.workers)
     tasks = [("run", m, p, str(s), str(args.evals), str(w)) for p in args.problems for m in args.methods
-             for w in (1, args.workers) for s in seeds(args)]
+             for w in workers for s in seeds(args)]
     tasks += [("latency", m, p, str(args.latency_trials)) for p in args.problems for m in args.methods]
     started = time.monotonic()
+    results = load_raw(args.raw)
+    if args.parallel == "real" and not args.in_process_only:
+        real_runs(args, results)
     with ProcessPoolExecutor(args.jobs) as pool:
-        results = dict(pool.map(_task, tasks))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        for key, value in pool.map(_task, [t for t in tasks if t not in results]):
+            results[key] = value
+            keep_raw(args.raw, key, value)
+    if args.in_process_only:
+        return
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip()
     lines = [
         "# Search quality",
         "",
@@ -242,8 +440,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, optuna {optuna.__version__}, "
         f"hyperopt {__import__('hyperopt').__version__}; {time.monotonic() - started:.0f} s.",
         "",
-        "    " + " ".join([os.path.basename(sys.executable), "bench/quality.py", *sys.argv[1:]]),
+        "    " + shlex.join([os.path.basename(sys.executable), "bench/quality.py", *sys.argv[1:]]),
         "",
+        *([(f"Runs kept in {args.raw} by the invocations that made them, the missing ones run by this one; "
+            "the seconds above are this invocation's."), ""] if args.raw else []),
         *table(args, results),
     ]
     text = "\n".join(lines) + "\n"
