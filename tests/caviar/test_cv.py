@@ -19,7 +19,7 @@ from caviar.errors import CaviarError
 from caviar.objective import STATUS_FAIL
 from caviar.runner import run_trial
 from caviar.schedulers import CONFIG_ENV
-from caviar.store import DONE
+from caviar.store import DONE, best_doc
 from caviar.store.local import LocalStore
 from tests.helpers.trials import enqueue_points
 
@@ -99,6 +99,12 @@ def test_a_candidate_behind_its_first_fold_rung_stops_with_its_partial_result(
 
 def _doc(tid: int, params: dict, result: dict) -> dict:
     return {"tid": tid, "state": DONE, "params": params, "result": result}
+
+
+def test_the_best_trial_is_one_that_trained_every_fold_when_there_is_one() -> None:
+    complete = _doc(1, {"k": 1}, {"status": "ok", "loss": -0.9, "splits": [{"score": 0.9}] * 3})
+    partial = _doc(2, {"k": 5}, {"status": "ok", "loss": -0.98, "splits": [{"score": 0.98}], "stopped": True})
+    assert best_doc([partial, complete]) is complete and best_doc([partial]) is partial
 
 
 def test_the_table_ranks_like_scikit_learn_and_writes_csv(tmp_path: Path) -> None:
