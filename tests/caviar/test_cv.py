@@ -14,7 +14,13 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from caviar.cv import cross_validate, cv_results, rank_scores, stratified_folds, write_cv_results
+from caviar.cv import (
+    cross_validate,
+    cv_results,
+    rank_scores,
+    stratified_folds,
+    write_cv_results,
+)
 from caviar.errors import CaviarError
 from caviar.objective import STATUS_FAIL
 from caviar.runner import run_trial
