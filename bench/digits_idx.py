@@ -41,18 +41,24 @@ def digits_28x28() -> tuple[np.ndarray, np.ndarray]:
     return images, digits.target.astype(np.uint8)
 
 
+def write_digits(folder: Path, n_test: int = 297) -> tuple[int, int]:
+    """The shuffled digits as the four idx files in ``folder``; the numbers of training and test images."""
+    images, labels = digits_28x28()
+    order = np.random.default_rng(0).permutation(len(images))
+    train, test = order[n_test:], order[:n_test]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in zip(FILES, (images[train], labels[train], images[test], labels[test])):
+        write_idx(folder / name, array)
+    return len(train), len(test)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--test", type=int, default=297, help="images held out as the test split")
     args = parser.parse_args()
-    images, labels = digits_28x28()
-    order = np.random.default_rng(0).permutation(len(images))
-    train, test = order[args.test:], order[:args.test]
-    args.folder.mkdir(parents=True, exist_ok=True)
-    for name, array in zip(FILES, (images[train], labels[train], images[test], labels[test])):
-        write_idx(args.folder / name, array)
-    print(f"{len(train)} training and {len(test)} test images in {args.folder}/")
+    n_train, n_test = write_digits(args.folder, args.test)
+    print(f"{n_train} training and {n_test} test images in {args.folder}/")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """scikit-learn's GridSearchCV beside Caviar's, on the classic one-hidden-layer MLP grid.
 
-    python bench/sklearn_grid.py [--epochs 3] [--output bench/results/sklearn_grid.md]
+    python -m bench.sklearn_grid [--epochs 3] [--output bench/results/sklearn_grid.md]
 
 The grid is ``neural_net.classic.MLP1_SPACE``'s 15 candidates (``nodes`` in
 32..512 x ``lr`` in 0.001..0.003, RMSprop, batches of 64) with 3 stratified
@@ -9,16 +9,25 @@ data are scikit-learn's bundled 1,797 real 8x8 handwritten digits
 (``load_digits``, scaled to [0, 1]): MNIST itself cannot be downloaded here.
 Epochs default to 3, not 15, to fit a CPU run.
 
-Three runs, one after the other, on the same folds:
+Five runs, one after the other; the first three on the same folds:
 
 - ``sklearn n_jobs=1``: ``sklearn.model_selection.GridSearchCV``;
 - ``sklearn n_jobs=2``: the same over joblib's loky processes (one fold per task);
 - ``caviar n_jobs=2``: ``optimizer.sklearn.GridSearchCV`` with 2 spawned
-  processes (one candidate, all its folds, per trial).
+  processes (one candidate, all its folds, per trial);
+- ``caviar CLI, 2 workers, --scheduler none`` and ``... asha``: ``python -m
+  optimizer --algo grid --cv 3`` over ``neural_net.classic``'s ``mlp1``, with
+  2 ``python -m worker`` processes on a fresh nx-27017 server, on the same
+  digits written as MNIST idx files (``bench.digits_idx``: 28x28, 1,500 of
+  them cross-validated, 297 held out for the refit's test). A trial reports
+  its running mean accuracy after folds 1 and 2, so ASHA (``--min-epochs 1
+  --reduction-factor 3``: one rung, after fold 1) can drop a candidate after
+  its first fold: "fits" counts the folds trained, and the best CV accuracy
+  is that of the candidates that trained all 3.
 
-Wall time covers ``fit``: process start-up and Keras' import in the
-processes, the 45 fits and the refit in this process. This is a benchmark, not
-a test: it prints and writes a markdown table.
+Wall time covers ``fit`` (or the master's run): process start-up and Keras'
+import in the processes, the fits and the refit. This is a benchmark, not a
+test: it prints and writes a markdown table.
 """
 
 from __future__ import annotations
@@ -29,7 +38,10 @@ import importlib.metadata
 import logging
 import os
 import platform
+import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +51,16 @@ from hyperopt import space_eval
 from sklearn import model_selection
 from sklearn.datasets import load_digits
 
+from bench.digits_idx import write_digits
+from caviar.store.mongo import MongoStore
 from neural_net.classic import MLP1_SPACE, MLP1Classifier
 from optimizer import sklearn as caviar_sklearn
 from optimizer.grid import grid_points
 
 PACKAGES = ("scikit-learn", "keras", "tensorflow", "hyperopt", "numpy")
+ROOT = Path(__file__).resolve().parents[1]
+TEST_IMAGES = 297  # held out for the CLI runs' refit
+FOLDS = 3
 
 
 def _grid() -> list[dict[str, list[Any]]]:
@@ -64,6 +81,42 @@ def run(label: str, search_class: type, n_jobs: int, x: np.ndarray, y: np.ndarra
             "best": search.best_score_, "params": search.best_params_}
 
 
+def run_cli(scheduler: str, data: Path, workdir: Path, epochs: int) -> dict[str, Any]:
+    """The grid through ``python -m optimizer --mongo`` and 2 ``python -m worker`` processes; wall time,
+    folds trained, and the best candidate among those that trained every fold."""
+    from tests.helpers.server import NxServer
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HKS_", "MONGO_", "EXPERIMENT_"))}
+    env |= {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    with NxServer(workdir / f"mongo-{scheduler}") as server, open(workdir / f"cli-{scheduler}.log", "wb") as log:
+        url = f"{server.url}/bench"
+        start = time.perf_counter()
+        master = subprocess.Popen(
+            [sys.executable, "-m", "optimizer", "--mongo", url, "--exp-key", scheduler, "--algo", "grid",
+             "--cv", str(FOLDS), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
+             "--space", "neural_net.classic:MLP1_SPACE", "--objective", "neural_net.classic:mlp1",
+             "--data-path", str(data), "--epochs", str(epochs), "--results-dir", str(workdir / f"results-{scheduler}"),
+             "--no-plots", "--no-tensorboard", "--no-mlflow"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        workers = [subprocess.Popen([sys.executable, "-m", "worker", "--mongo", url, "--exp-key", scheduler],
+                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for _ in range(2)]
+        code = master.wait()
+        wall = time.perf_counter() - start
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=600)
+        if code != 0:
+            raise SystemExit(f"cli {scheduler}: the master exited {code}; see {workdir}/cli-{scheduler}.log")
+        results = [d["result"] for d in MongoStore(url, scheduler).trial_docs() if d["result"].get("status") == "ok"]
+    complete = [r for r in results if len(r["splits"]) == FOLDS]
+    best = max(complete, key=lambda r: r["mean_test_score"])
+    label = f"caviar CLI, 2 workers, --scheduler {scheduler}"
+    logging.info("%s: %.1f s, %d of %d candidates stopped, best %s %.4f", label, wall,
+                 len(results) - len(complete), len(results), best["space"], best["mean_test_score"])
+    return {"run": label, "wall": wall, "fits": sum(len(r["splits"]) for r in results),
+            "best": best["mean_test_score"], "params": best["space"]}
+
+
 def table(rows: list[dict[str, Any]], epochs: int, n: int) -> str:
     """The markdown report: context, then one line per run."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -74,7 +127,8 @@ def table(rows: list[dict[str, Any]], epochs: int, n: int) -> str:
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit}, {platform.machine()} "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; {versions}.",
         f"One-hidden-layer MLP grid (15 candidates x 3 folds = 45 fits + refit), {epochs} epochs, "
-        f"batches of 64, on sklearn's {n} real 8x8 digits.",
+        f"batches of 64, on sklearn's {n} real 8x8 digits (the CLI runs: {n - TEST_IMAGES} of them as "
+        "28x28 MNIST idx files; fits: folds trained; best: of the candidates that trained every fold).",
         "",
         "| run | fits | wall (s) | best CV accuracy | best params |",
         "|---|---|---|---|---|",
@@ -97,6 +151,10 @@ def main() -> None:
         run("sklearn GridSearchCV n_jobs=2", model_selection.GridSearchCV, 2, x, y, args.epochs),
         run("caviar GridSearchCV n_jobs=2", caviar_sklearn.GridSearchCV, 2, x, y, args.epochs),
     ]
+    with tempfile.TemporaryDirectory(prefix="sklearn-grid-") as tmp:
+        data = Path(tmp) / "mnist"
+        write_digits(data, TEST_IMAGES)
+        rows += [run_cli(scheduler, data, Path(tmp), args.epochs) for scheduler in ("none", "asha")]
     report = table(rows, args.epochs, len(y))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.model_selection import StratifiedKFold
 
+from caviar import reporting
 from caviar.errors import CaviarError
 from caviar.objective import STATUS_FAIL, STATUS_OK, flatten_params
 from caviar.store import DONE
@@ -57,7 +58,8 @@ def stratified_folds(labels: Sequence[Any] | np.ndarray, k: int, seed: int) -> l
 
 
 def cross_validate(fold_fn: FoldFn, labels: Sequence[Any] | np.ndarray | None = None, k: int = 5, seed: int = 0,
-                   *, splits: Splits | None = None, greater_is_better: bool = True) -> dict[str, Any]:
+                   *, splits: Splits | None = None, greater_is_better: bool = True,
+                   report: bool = False, maximize: bool = False) -> dict[str, Any]:
     """Run ``fold_fn(train_index, test_index)`` on every fold and return one trial's result.
 
     Folds are ``stratified_folds(labels, k, seed)`` unless ``splits`` are given
@@ -68,6 +70,16 @@ def cross_validate(fold_fn: FoldFn, labels: Sequence[Any] | np.ndarray | None = 
     ``fit_time`` and whatever else the fold returned (its ``history``...).
     A non-finite mean (a fold that scored NaN) makes it a failed result that
     keeps the folds, as a failed fit is a candidate's result, not an accident.
+
+    ``report``: after each fold i but the last (whose mean is the result),
+    report step i with the running mean (``caviar.reporting``) and stop when the scheduler says so. Reports are
+    read in the objective's direction, which this function cannot see: pass
+    ``maximize`` as the objective declares it (True: the running mean score is
+    reported, False: the running loss). Every candidate's fold i is the same
+    split, so the running means are comparable across candidates, and ASHA can
+    drop a candidate after its first fold(s) instead of training all K. A
+    stopped result is ``"stopped": True`` with ``stopped_at`` and the folds
+    trained so far; ``cv_results`` ranks such a partial candidate last.
     """
     folds = list(splits) if splits is not None else stratified_folds(_required(labels), k, seed)
     outcomes = []
@@ -82,6 +94,21 @@ def cross_validate(fold_fn: FoldFn, labels: Sequence[Any] | np.ndarray | None = 
         outcome.setdefault("fit_time", elapsed)
         log.debug("fold %d/%d: score %.4g in %.1f s", i + 1, len(folds), outcome["score"], elapsed)
         outcomes.append(outcome)
+        if report and i + 1 < len(folds) and not _goes_on(i + 1, outcomes, greater_is_better, maximize):
+            log.info("stopped by the scheduler after fold %d/%d", i + 1, len(folds))
+            return _summary(outcomes, greater_is_better) | {"stopped": True, "stopped_at": i + 1}
+    return _summary(outcomes, greater_is_better)
+
+
+def _goes_on(step: int, outcomes: list[dict[str, Any]], greater_is_better: bool, maximize: bool) -> bool:
+    """Report the running mean after fold ``step``; True when the scheduler lets the candidate go on."""
+    mean = float(np.mean([o["score"] for o in outcomes]))
+    loss = -mean if greater_is_better else mean
+    return reporting.report(step, -loss if maximize else loss)
+
+
+def _summary(outcomes: list[dict[str, Any]], greater_is_better: bool) -> dict[str, Any]:
+    """One trial's result from its folds' outcomes (see ``cross_validate``)."""
     scores = np.array([o["score"] for o in outcomes])
     times = np.array([o["fit_time"] for o in outcomes])
     mean = float(np.mean(scores))

@@ -30,7 +30,12 @@ differences, so that each example runs as it was published:
 - ``HKS_CV=K`` (``--cv K``, K >= 2) scores a point by stratified K-fold cross-validation
   over all training images (train and validation split together) instead of
   the validation split, with ``caviar.cv.cross_validate``; the result keeps
-  each fold's accuracy, history and fit time.
+  each fold's accuracy, history and fit time. After each fold but the last,
+  the trial reports the running mean accuracy at step = fold number (1..K),
+  so ``--scheduler asha`` can stop a candidate whose first fold(s) rank low
+  among the others' same folds: its result keeps the folds it trained and
+  says ``stopped``. Without ``HKS_CV`` the trials report nothing, and the
+  default scheduler is ``none``.
 
 A trial keeps its model (raw uint8 images in, class probabilities out) as its
 artifact: with ``HKS_CV``, its best fold's, as the CIFAR CNN does. Each of
@@ -237,7 +242,7 @@ def run(build: Builder, params: Mapping[str, Any], settings: Settings) -> dict[s
                                  data.n_fine, epochs, settings.seed, models[-1])
 
         with discarded_on_error(models):
-            result = cross_validate(fold, pool.fine, k=settings.cv, seed=settings.seed)
+            result = cross_validate(fold, pool.fine, k=settings.cv, seed=settings.seed, report=True, maximize=True)
         return keep_best_fold(result | common | {"accuracy": result["mean_test_score"], "folds": settings.cv}, models)
     log.info("training %s on %d %s images, %d epochs", params, len(data.train), data.spec.title, epochs)
     model_path = _model_path()
@@ -263,6 +268,8 @@ def pair_settings(dataset: str, validation_split: float | None) -> tuple[Setting
 class ClassicFamily(ImageFamily):
     """One space/objective pair as a model family; calling it runs one trial (``mlp1(params)``)."""
 
+    scheduler = "none"  # early stopping only when asked (--scheduler): trials report folds (HKS_CV), not epochs
+
     def __init__(self, name: str, build: Builder, dataset: str, validation_split: float | None = None):
         self.name, self.build, self.dataset, self.validation_split = name, build, dataset, validation_split
         self.space = f"neural_net.classic:{name.upper()}_SPACE"
@@ -277,6 +284,10 @@ class ClassicFamily(ImageFamily):
 
     def objective(self, params: dict[str, Any]) -> dict[str, Any]:
         return run(self.build, params, self.current())
+
+    def max_steps(self) -> int | None:
+        """K with ``HKS_CV``: a trial reports once per fold; None otherwise (it reports nothing)."""
+        return self.current().cv or None
 
     def prepare(self) -> None:
         datasets.load(self.current())

@@ -42,9 +42,18 @@ def is_ok(doc: dict[str, Any]) -> bool:
 
 
 def best_doc(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The finished ok trial with the lowest loss (first one on ties), if any."""
+    """The finished ok trial with the lowest loss (first one on ties), if any.
+
+    A cross-validated trial stopped before its last fold comes after every
+    other: its loss is a mean over fewer folds, not the same estimate (as
+    ``caviar.cv.cv_results`` ranks it last).
+    """
     ok = [d for d in docs if is_ok(d)]
-    return min(ok, key=lambda d: (d["result"]["loss"], d["tid"])) if ok else None
+    return min(ok, key=lambda d: (_partial_cv(d["result"]), d["result"]["loss"], d["tid"])) if ok else None
+
+
+def _partial_cv(result: dict[str, Any]) -> bool:
+    return bool(result.get("stopped") and result.get("splits"))
 
 
 def vals_key(misc: dict[str, Any]) -> tuple[tuple[str, tuple[Any, ...]], ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,13 @@ from hyperopt.pyll import stochastic
 from caviar.errors import CaviarError
 from caviar.family import load_family
 from caviar.objective import evaluate
+from caviar.runner import run_trial
+from caviar.schedulers import CONFIG_ENV
+from caviar.store.local import LocalStore
 from neural_net import classic
 from neural_net.settings import SETTINGS, Settings
 from optimizer.grid import grid_points, grid_size
+from tests.helpers.trials import enqueue_points
 
 PAIRS = {
     "mlp1": (classic.MLP1_SPACE, classic.mlp1, "mnist"),
@@ -57,6 +62,26 @@ def test_hks_cv_scores_by_stratified_folds(tmp_path: Path, write_dataset, monkey
     assert result["folds"] == 2 and len(scores) == 2 and result["loss"] == pytest.approx(-np.mean(scores))
     assert all(len(split["history"]["accuracy"]) == 1 and split["fit_time"] > 0 for split in result["splits"])
     assert Path(result["artifacts"]["model"]).is_file()  # the best fold's model
+
+
+def test_with_hks_cv_asha_stops_a_candidate_after_a_low_first_fold(
+        tmp_path: Path, write_dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert classic.mlp1.scheduler == "none" and classic.mlp1.max_steps() is None
+    monkeypatch.setenv("HKS_DATA_PATH", str(write_dataset("mnist", tmp_path / "mnist", n_train=90, n_test=10)))
+    monkeypatch.setenv("HKS_EPOCHS", "1")
+    monkeypatch.setenv("HKS_CV", "3")
+    assert classic.mlp1.max_steps() == 3
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"name": "asha", "min_epochs": 1, "reduction_factor": 3,
+                                               "max_epochs": classic.mlp1.max_steps()}))
+    store = LocalStore()
+    for tid in enqueue_points(store, [{"nodes": 1}, {"nodes": 2}]):  # two candidates whose first fold scored 1.0
+        store.claim("peer")
+        assert store.report(tid, "peer", 1, -1.0)
+    [tid] = enqueue_points(store, [{"nodes": 32, "lr": 0.001, "epochs": 15, "batch_size": 64}])
+    result, _ = run_trial(store, store.claim("w"), classic.mlp1, "w", 60.0)
+    assert result["status"] == "ok" and result["stopped"] is True and result["stopped_at"] == 1
+    assert len(result["splits"]) == 1 and result["loss"] == -result["splits"][0]["score"]
+    assert next(d for d in store.trial_docs() if d["tid"] == tid)["reports"] == {"1": result["loss"]}
 
 
 def test_settings_default_to_the_pairs_data_and_split_and_env_wins() -> None:
