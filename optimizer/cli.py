@@ -137,9 +137,8 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
         results.lock()
     results.check(identity, args.adopt)
     if args.mongo:
-        from caviar.store.mongo import MongoStore, check_int64
+        from caviar.store.mongo import MongoStore
 
-        check_int64(args.max_evals, "--max-evals")
         store = MongoStore(args.mongo, args.exp_key)
         lease = MasterLease(store, args.lease_seconds)
         lease.acquire()

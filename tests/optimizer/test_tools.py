@@ -126,7 +126,7 @@ def test_status_of_an_embedded_search_shows_its_running_trial_and_its_metric(pro
     assert trial["tid"] >= 1 and trial["owner"] == f"embedded (pid {first.pid})"
     assert status["metric"] == "loss" and status["maximize"] is False
     assert status["best"]["score"] >= 0  # a loss, not minus a loss
-    assert "trial  running for" in table and "embedded (pid" in table and " loss " in table
+    assert "trial  epoch  last score  running for" in table and "embedded (pid" in table and " loss " in table
     assert "no live workers" not in table
     killed = json.loads(tool(project, "status", "--json").stdout)
     assert killed["running"] == 0  # the search is gone: nothing is running
