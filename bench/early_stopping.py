@@ -38,7 +38,6 @@ import functools
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,8 @@ from typing import Any, Callable
 
 from hyperopt import hp
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.cluster import ROOT, run_search, search_env
+
 DATA = ROOT.parent / "shared" / "data" / "cifar-10-python-subset.tar.gz"
 TEST_IMAGES = 1000
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "9"))
@@ -174,37 +174,13 @@ class Run:
     trials: list[dict[str, Any]]  # epochs_trained, val_accuracy, test_accuracy, end_time; in order of ending
 
 
-def env(extra: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("HKS_", "MONGO_", "EXPERIMENT_"))}
-    return keep | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""} | extra
-
 
 def run_caviar(scheduler: str, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
-    from caviar.store.mongo import MongoStore
-    from tests.helpers.server import NxServer
-
-    with NxServer(workdir / f"mongo-{scheduler}") as server:
-        url = f"{server.url}/bench"
-        log = open(workdir / f"caviar-{scheduler}.log", "wb")
-        start = time.time()
-        master = subprocess.Popen(
-            [sys.executable, "-m", "optimizer", "--mongo", url, "--exp-key", scheduler, "--space",
-             "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective", "--max-evals",
-             str(args.trials), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
-             "--results-dir", str(workdir / f"results-{scheduler}"), "--no-plots", "--no-tensorboard",
-             "--lookahead", "0"],
-            cwd=ROOT, env=env(bench_env), stdout=log, stderr=subprocess.STDOUT)
-        workers = [subprocess.Popen([sys.executable, "-m", "worker", "--mongo", url, "--exp-key", scheduler],
-                                    cwd=ROOT, env=env(bench_env), stdout=log, stderr=subprocess.STDOUT)
-                   for _ in range(args.workers)]
-        code = master.wait()
-        wall = time.time() - start
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=600)
-        if code != 0:
-            raise SystemExit(f"caviar-{scheduler}: the master exited {code}; see {workdir}/caviar-{scheduler}.log")
-        docs = MongoStore(url, scheduler).trial_docs()
+    start, wall, docs = run_search(workdir, f"caviar-{scheduler}", [
+        "--space", "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective",
+        "--max-evals", str(args.trials), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
+        "--results-dir", str(workdir / f"results-{scheduler}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
+    ], args.workers, search_env(bench_env))
     trials = [d["result"] for d in docs if d["result"].get("status") == "ok"]
     return Run(f"caviar-{scheduler}", start, wall, sorted(trials, key=lambda r: r["end_time"]))
 
@@ -218,7 +194,7 @@ def run_optuna(pruner: str, args: argparse.Namespace, workdir: Path, bench_env: 
     start = time.time()
     procs = [subprocess.Popen([sys.executable, "-m", "bench.early_stopping", "optuna-worker", "--journal", journal,
                                "--pruner", pruner, "--trials", str(args.trials), "--seed", str(seed)],
-                              cwd=ROOT, env=env(bench_env), stdout=log, stderr=subprocess.STDOUT)
+                              cwd=ROOT, env=search_env(bench_env), stdout=log, stderr=subprocess.STDOUT)
              for seed in range(args.workers)]
     codes = [p.wait() for p in procs]
     wall = time.time() - start
@@ -260,7 +236,7 @@ def table(runs: list[Run]) -> str:
     lines = [f"target: best validation accuracy of caviar-none = {target if target is None else f'{target:.4f}'}; "
              f"equal-epoch budget E = {budget}", "",
              "| system | trials | epochs | wall s | best val | epochs to target | s to target | "
-             f"best val within E | its test acc |", "|---|---|---|---|---|---|---|---|---|"]
+             "best val within E | its test acc |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         epochs = sum(t["epochs_trained"] for t in run.trials)
         stopped = sum(1 for t in run.trials if t["epochs_trained"] < EPOCHS)

@@ -38,9 +38,7 @@ import importlib.metadata
 import logging
 import os
 import platform
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +50,6 @@ from sklearn import model_selection
 from sklearn.datasets import load_digits
 
 from bench.digits_idx import write_digits
-from caviar.store.mongo import MongoStore
 from neural_net.classic import MLP1_SPACE, MLP1Classifier
 from optimizer import sklearn as caviar_sklearn
 from optimizer.grid import grid_points
@@ -84,30 +81,15 @@ def run(label: str, search_class: type, n_jobs: int, x: np.ndarray, y: np.ndarra
 def run_cli(scheduler: str, data: Path, workdir: Path, epochs: int) -> dict[str, Any]:
     """The grid through ``python -m optimizer --mongo`` and 2 ``python -m worker`` processes; wall time,
     folds trained, and the best candidate among those that trained every fold."""
-    from tests.helpers.server import NxServer
+    from bench.cluster import run_search, search_env
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HKS_", "MONGO_", "EXPERIMENT_"))}
-    env |= {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    with NxServer(workdir / f"mongo-{scheduler}") as server, open(workdir / f"cli-{scheduler}.log", "wb") as log:
-        url = f"{server.url}/bench"
-        start = time.perf_counter()
-        master = subprocess.Popen(
-            [sys.executable, "-m", "optimizer", "--mongo", url, "--exp-key", scheduler, "--algo", "grid",
-             "--cv", str(FOLDS), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
-             "--space", "neural_net.classic:MLP1_SPACE", "--objective", "neural_net.classic:mlp1",
-             "--data-path", str(data), "--epochs", str(epochs), "--results-dir", str(workdir / f"results-{scheduler}"),
-             "--no-plots", "--no-tensorboard", "--no-mlflow"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        workers = [subprocess.Popen([sys.executable, "-m", "worker", "--mongo", url, "--exp-key", scheduler],
-                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for _ in range(2)]
-        code = master.wait()
-        wall = time.perf_counter() - start
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=600)
-        if code != 0:
-            raise SystemExit(f"cli {scheduler}: the master exited {code}; see {workdir}/cli-{scheduler}.log")
-        results = [d["result"] for d in MongoStore(url, scheduler).trial_docs() if d["result"].get("status") == "ok"]
+    _, wall, docs = run_search(workdir, f"cli-{scheduler}", [
+        "--algo", "grid", "--cv", str(FOLDS), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
+        "--space", "neural_net.classic:MLP1_SPACE", "--objective", "neural_net.classic:mlp1",
+        "--data-path", str(data), "--epochs", str(epochs), "--results-dir", str(workdir / f"results-{scheduler}"),
+        "--no-plots", "--no-tensorboard", "--no-mlflow",
+    ], 2, search_env())
+    results = [d["result"] for d in docs if d["result"].get("status") == "ok"]
     complete = [r for r in results if len(r["splits"]) == FOLDS]
     best = max(complete, key=lambda r: r["mean_test_score"])
     label = f"caviar CLI, 2 workers, --scheduler {scheduler}"

@@ -13,7 +13,6 @@ these changes only, each marked "CAVIAR:" where it is made:
   ``parse_url``, ``main_worker_helper``) are left out: Caviar does not have them.
 """
 
-import os
 import pickle as pickle
 import threading
 import time
