@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,7 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
     direction; ``running`` is the trial an embedded search runs now (its store
     here is read from results/, which holds finished trials only).
     """
-    now = time.time() if now is None else now
+    now = store.server_time() if now is None else now  # the clock heartbeats are stamped with
     max_evals = experiment.get("max_evals")
     lease_seconds = float(experiment.get("lease_seconds") or 60)
     docs = store.trial_docs()

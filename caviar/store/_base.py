@@ -26,6 +26,7 @@ failed, per ``result["status"]``). A trial that failed counts as finished.
 from __future__ import annotations
 
 import abc
+import time
 from typing import Any
 
 from caviar.objective import STATUS_OK
@@ -109,6 +110,13 @@ class TrialStore(abc.ABC):
         An in-process store is never unreachable.
         """
         return True
+
+    def server_time(self) -> float:
+        """The clock that heartbeats and book times are stamped with: this host's, unless the store has its own.
+
+        Whoever judges an age (requeueing, ``status``) reads this clock, never its host's.
+        """
+        return time.time()
 
     @abc.abstractmethod
     def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:

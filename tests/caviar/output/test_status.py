@@ -102,3 +102,16 @@ def test_stopped_trials_and_the_epoch_of_running_ones_in_the_metric_of_the_famil
     assert (row["tid"], row["epoch"], row["last"]) == (tids[1], 2, 0.625)
     table = render(status)
     assert "stopped early 1" in table and "0.625" in table
+
+
+def test_worker_ages_are_judged_by_the_stores_clock_not_this_hosts():
+    """Heartbeats carry the store's clock (MongoDB's, across hosts): a host whose clock lags must not call them fresh."""
+
+    class StoreAhead(LocalStore):
+        def server_time(self) -> float:
+            return super().server_time() + 100.0
+
+    store = StoreAhead("skew")
+    store.worker_alive("w:1", {"tid": None})
+    [worker] = collect(store, {"max_evals": 1, "lease_seconds": 10})["workers"]
+    assert worker["stale"] and worker["heartbeat_age"] >= 100
