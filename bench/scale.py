@@ -37,6 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(1, REPO)
 
+
 from bench.overhead import (  # noqa: E402 - after the path set-up above
     BenchError,
     Procs,
@@ -47,6 +48,7 @@ from bench.overhead import (  # noqa: E402 - after the path set-up above
     python,
     versions,
 )
+from optimizer.samplers import ALGORITHMS, DEFAULT_ALGORITHM  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(REPO, "bench", "results", "scale.md")
 GOAL_MS, GOAL_RATIO = 15.0, 1.5
@@ -122,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--window", type=int, default=1000)
-    p.add_argument("--algos", nargs="+", default=["random", "tpe"], choices=["random", "tpe", "anneal"])
+    p.add_argument("--algos", nargs="+", default=["random", DEFAULT_ALGORITHM], choices=ALGORITHMS)
     p.add_argument("--payloads", nargs="+", default=["small", "cnn"], choices=["small", "cnn"])
     p.add_argument("--systems", nargs="+", default=["caviar", "optuna-journal"], choices=["caviar", "optuna-journal"])
     p.add_argument("--mongo-url", default=None, help="use this MongoDB instead of a fresh nx-27017")

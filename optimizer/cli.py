@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     """Run (or resume) a search to ``max_evals`` finished trials."""
     from caviar.imports import import_attr
     from caviar.output.progress import Progress
-    from caviar.output.results import ResultsDir
+    from caviar.output.results import MIRROR_PICKLE_SECONDS, ResultsDir
     from caviar.output.tracking import make_trackers
     from caviar.store.local import LocalStore
     from optimizer.grid import GridSearch
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
     env |= schedulers.export(args, family)  # recorded in the experiment, so workers stop alike
     space = import_attr(args.space, what="space")
     described = family.describe()
-    results = ResultsDir(args.results_dir, described)
+    results = ResultsDir(args.results_dir, described, pickle_seconds=MIRROR_PICKLE_SECONDS if args.mongo else 0.0)
     identity = {"space": args.space, "objective": args.objective, "exp_key": args.exp_key if args.mongo else None,
                 "env": env}
     # Everything that can be refused is checked before the folder is touched: the space and algorithm first.
@@ -185,6 +185,7 @@ def run(args: argparse.Namespace, family: ModelFamily) -> int:
                 else:
                     run_embedded(search, family, recorder)
         finally:
+            results.flush()
             recorder.close()
             if args.mongo:
                 lease.release()

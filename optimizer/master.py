@@ -90,24 +90,28 @@ class Recorder:
         self.store, self.results, self.progress, self.family = store, results, progress, family
         self.trackers = list(trackers)
         self._tracked: set[int] = set()
+        self._failed = 0
 
     def observe(self, counts: dict[int, int], workers: int | None = None,
                 docs: list[dict[str, Any]] | None = None) -> None:
-        """Write what is new among the trials (read now unless given), report."""
+        """Write what is new among the trials (read now unless given), report.
+
+        Finished trials never change: each is handled once, so the work per
+        call grows with what is new, not with the experiment.
+        """
         docs = self.store.trial_docs() if docs is None else docs
         best = self.results.update(docs)
-        for doc in docs:
-            if doc["state"] == DONE and doc["tid"] not in self._tracked:
-                for tracker in self.trackers:
-                    tracker.trial_finished(doc)
-                self._tracked.add(doc["tid"])
+        for doc in [d for d in docs if d["state"] == DONE and d["tid"] not in self._tracked]:
+            for tracker in self.trackers:
+                tracker.trial_finished(doc)
+            self._tracked.add(doc["tid"])
+            self._failed += not is_ok(doc)
         if best is not None:
             log.info("new best: trial %s, %s %.4f", best["tid"], self.family.metric,
                      score_of(best["result"]["loss"], self.family.describe()))
             self.draw(best["params"], "model_best.png")
-        failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
-        top = best_doc(docs)
-        self.progress.show(counts, failed, top["result"]["loss"] if top else None, workers)
+        top = self.results.best
+        self.progress.show(counts, self._failed, top["result"]["loss"] if top else None, workers)
 
     def close(self) -> None:
         """End the trackers' runs (MLflow's parent run is marked finished)."""

@@ -1,9 +1,13 @@
 """The results/ folder: a human- and hyperopt-readable mirror of an experiment.
 
 - ``results.pkl``: a pickled ``hyperopt.Trials`` of every finished trial,
-  rewritten atomically (temp file, fsync, rename) after each new result, so a
-  crash at any instant leaves the previous complete file. It is also what the
-  embedded mode resumes from.
+  rewritten atomically (temp file, fsync, rename), so a crash at any instant
+  leaves the previous complete file. It is what the embedded mode resumes
+  from, so there it is rewritten after each new result; a mirror of MongoDB
+  (``pickle_seconds``) rewrites it at most that often and at the end, since the
+  database holds every result and a restarted master mirrors what is missing
+  (rewriting a file of 10,000 trials after each one would make the cost per
+  trial grow with the experiment).
 - one JSON per finished trial (params, ``misc`` and the full result), named so
   that sorting the names orders the trials by the family's metric, ascending
   (failures first); ``rebuild_pickle`` makes a results.pkl from them;
@@ -26,6 +30,7 @@ import logging
 import os
 import pickle
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +54,9 @@ IDENTITY = ("space", "objective", "exp_key", "env")
 TRIAL_FILE = re.compile(r"_tid(\d+)(_.*)?\.json$")
 # Scores in [0, 10**6) get a fixed-width integer part, so that name order is numeric order.
 SCORE_WIDTH = 13
+
+# How often at most a mirror of MongoDB rewrites results.pkl (see ResultsDir.flush).
+MIRROR_PICKLE_SECONDS = 5.0
 
 
 def score_name(doc: dict[str, Any], describe: Mapping[str, Any] | None = None) -> str:
@@ -110,11 +118,14 @@ class ResultsDir:
     ``describe`` is the family's metric and direction; it names the trial files.
     """
 
-    def __init__(self, path: str, describe: Mapping[str, Any] | None = None):
+    def __init__(self, path: str, describe: Mapping[str, Any] | None = None, pickle_seconds: float = 0.0):
         self.path = path
         self.describe = dict(describe or {})
-        self._written: set[int] = set()
-        self._best_tid: int | None = None
+        self.pickle_seconds = pickle_seconds
+        self._done: dict[int, dict[str, Any]] = {}  # the finished trials mirrored here, by tid
+        self._pickled = 0  # how many of them results.pkl holds
+        self._next_pickle = 0.0  # time.monotonic() before which results.pkl is not rewritten
+        self._best: dict[str, Any] | None = None
         self._lock_fd: int | None = None
 
     def _file(self, name: str) -> str:
@@ -189,7 +200,9 @@ class ResultsDir:
             raise CaviarError(f"{path} does not hold a hyperopt Trials object but a {type(trials).__name__}; "
                               "it was left untouched")
         docs = list(trials._dynamic_trials)
-        self._written = {d["tid"] for d in docs}
+        self._done = {d["tid"]: d for d in docs if d["state"] == DONE}
+        self._pickled = len(self._done)
+        self._best = best_doc(list(self._done.values()))
         return docs
 
     def repair(self, docs: list[dict[str, Any]]) -> None:
@@ -220,22 +233,44 @@ class ResultsDir:
                 os.remove(self._file(name))
 
     def update(self, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Write what is new among the finished trials; return the best trial when it changed."""
-        done = [d for d in docs if d["state"] == DONE]
-        new = [d for d in done if d["tid"] not in self._written]
+        """Write what is new among the finished trials; return the best trial when it changed.
+
+        Finished trials never change, so only the new ones are written and
+        compared with the best so far.
+        """
+        new = [d for d in docs if d["state"] == DONE and d["tid"] not in self._done]
         if not new:
             return None
-        trials = trials_from_docs([d | {"exp_key": None} for d in done], validate=False)
-        atomic_write(self._file(PICKLE), pickle.dumps(trials, protocol=pickle.HIGHEST_PROTOCOL))
-        for doc in new:  # after the pickle: a JSON never names a trial that a resume would run again
+        self._done.update((d["tid"], d) for d in new)
+        if time.monotonic() >= self._next_pickle:
+            self.flush()
+        for doc in new:  # after the pickle (embedded): a JSON never names a trial that a resume would run again
             write_json(self._file(f"{score_name(doc, self.describe)}.json"), trial_summary(doc))
-        self._written.update(d["tid"] for d in new)
-        best = best_doc(done)
-        if best is None or best["tid"] == self._best_tid:
+        best = best_doc([self._best, *new] if self._best else new)
+        if best is None or best is self._best:
             return None
-        self._best_tid = best["tid"]
+        self._best = best
         self.write_best(best)
         return best
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best finished trial mirrored so far (None: none succeeded yet)."""
+        return self._best
+
+    def flush(self) -> None:
+        """Rewrite results.pkl if it lacks a finished trial; next time no sooner than ``pickle_seconds``
+        from now, nor than ten times this write took (so writing stays a small share of the time)."""
+        if self._pickled == len(self._done):
+            return
+        started = time.monotonic()
+        done = [self._done[t] | {"exp_key": None} for t in sorted(self._done)]
+        trials = trials_from_docs(done, validate=False)
+        atomic_write(self._file(PICKLE), pickle.dumps(trials, protocol=pickle.HIGHEST_PROTOCOL))
+        self._pickled = len(done)
+        if self.pickle_seconds:
+            took = time.monotonic() - started
+            self._next_pickle = time.monotonic() + max(self.pickle_seconds, 10 * took)
 
     def write_best(self, best: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         """Rewrite best.json from the best trial (and e.g. its test-set metrics)."""

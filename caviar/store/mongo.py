@@ -110,6 +110,18 @@ def _readable_loss(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def equal(**fields: Any) -> dict[str, Any]:
+    """A filter of equalities written as ``{"$eq": value}`` (``None`` as is).
+
+    In MongoDB it means what ``{field: value}`` means. SQL-backed servers such
+    as nx-27017 answer it from the compound indexes, whereas a bare value there
+    also looks for the value inside arrays, which no index answers: every
+    query of the queue would read every trial, and the cost per trial would
+    grow with the experiment. Top-level ``$or`` is avoided for the same reason.
+    """
+    return {name: value if value is None else {"$eq": value} for name, value in fields.items()}
+
+
 def tid_order(tid: Any) -> tuple[int, Any]:
     """Sort key of trial ids: numbers in order, then any other ids hyperopt code inserted (strings)."""
     return (0, tid) if isinstance(tid, (int, float)) else (1, str(tid))
@@ -216,7 +228,7 @@ class MongoStore(TrialStore):
 
     def _scope(self, query: dict[str, Any]) -> dict[str, Any]:
         """Restrict a query to this store's experiment, if it has one."""
-        return query if self.exp_key is None else {"exp_key": self.exp_key, **query}
+        return query if self.exp_key is None else equal(exp_key=self.exp_key) | query
 
     def _file_scope(self, query: dict[str, Any]) -> dict[str, Any]:
         """Restrict a GridFS query to this store's experiment, if it has a key."""
@@ -232,7 +244,7 @@ class MongoStore(TrialStore):
 
     def _owned(self, tid: int, owner: str) -> dict[str, Any]:
         """The filter that matches trial ``tid`` only while ``owner`` still holds its lease."""
-        return {"exp_key": self._exp_of(tid), "tid": tid, "state": RUNNING, "owner": owner}
+        return equal(exp_key=self._exp_of(tid), tid=tid, state=RUNNING, owner=owner)
 
     def _took(self, doc: dict[str, Any] | None) -> dict[str, Any] | None:
         """Remember which experiment a claimed trial belongs to (for exp_key=None)."""
@@ -261,19 +273,22 @@ class MongoStore(TrialStore):
         return sorted(docs, key=lambda d: tid_order(d["tid"]))
 
     @_watched
-    def changed_docs(self, since: float | None, skip: list[Any]) -> tuple[list[dict[str, Any]], float]:
-        """Trials changed at or after ``since`` (all if None) but for the ``_id``s in ``skip``; and the next ``since``.
+    def changed_docs(self, since: float | None, skip: dict[Any, Any]) -> tuple[list[dict[str, Any]], float]:
+        """Trials changed at or after ``since`` (all if None) but those in ``skip`` (``_id`` -> tid); and the next ``since``.
 
         Documents keep their ``_id`` (tids repeat across experiments). The next
         ``since`` lies ``VISIBILITY_SLACK`` before this query on the server's
-        clock, so a change that became visible late is still seen.
+        clock, so a change that became visible late is still seen. Within one
+        experiment the trials to skip are named by tid, which the
+        ``(exp_key, refresh_time)`` index answers on every server.
         """
         start = self.server_time()
         query = self._scope({})
         if since is not None:
             query["refresh_time"] = {"$gte": since}
             if skip:
-                query["_id"] = {"$nin": skip}
+                query["_id" if self.exp_key is None else "tid"] = {"$nin": list(skip if self.exp_key is None
+                                                                               else skip.values())}
         return [_readable_loss(d) for d in self._trials.find(query)], start - VISIBILITY_SLACK
 
     @_watched
@@ -332,7 +347,7 @@ class MongoStore(TrialStore):
         now = self.server_time() if now is None else now
         cutoff = now - lease_seconds
         expired = self._trials.find(
-            self._scope({"state": RUNNING, "heartbeat": {"$lt": cutoff}}),
+            self._scope(equal(state=RUNNING) | {"heartbeat": {"$lt": cutoff}}),
             {"tid": 1, "owner": 1, "heartbeat": 1, "lease_losses": 1},
         )
         changed = []
@@ -402,7 +417,7 @@ class MongoStore(TrialStore):
     def claim(self, owner: str) -> dict[str, Any] | None:
         now = self.server_time()
         doc = self._trials.find_one_and_update(
-            self._scope({"state": NEW, "params": {"$exists": True}}),  # hyperopt's raw inserts are records only
+            self._scope(equal(state=NEW) | {"params": {"$exists": True}}),  # hyperopt's raw inserts are records only
             {"$set": {"state": RUNNING, "owner": owner, "heartbeat": now, "book_time": now, "refresh_time": now}},
             sort=[("tid", ASCENDING)],
             projection={"_id": 0},
@@ -413,21 +428,27 @@ class MongoStore(TrialStore):
     @_watched
     def held_trial(self, owner: str) -> dict[str, Any] | None:
         """The trial ``owner`` holds, if any: recovers a claim whose reply an outage lost."""
-        return self._took(self._trials.find_one(self._scope({"state": RUNNING, "owner": owner}), {"_id": 0}))
+        return self._took(self._trials.find_one(self._scope(equal(state=RUNNING, owner=owner)), {"_id": 0}))
 
-    def _ours_or_unclaimed(self, tid: int, owner: str) -> dict[str, Any]:
-        """Trial ``tid`` while ``owner`` holds it, or while it waits requeued from ``owner`` and nobody took it yet."""
-        return {"exp_key": self._exp_of(tid), "tid": tid,
-                "$or": [{"state": RUNNING, "owner": owner}, {"state": NEW, "lost_by": owner}]}
+    def _update_ours_or_unclaimed(self, tid: int, owner: str, fields: dict[str, Any]) -> bool:
+        """Set ``fields`` on trial ``tid`` while ``owner`` holds it, or while it waits requeued from ``owner``
+        and nobody took it yet; True if it was changed.
+
+        Two conditional updates rather than one with ``$or`` (see ``equal``):
+        each is atomic, and a trial that moves from the first form to the
+        second between them (requeued meanwhile) is caught by the second.
+        """
+        change = {"$set": fields}
+        if self._trials.update_one(self._owned(tid, owner), change).matched_count:
+            return True
+        unclaimed = equal(exp_key=self._exp_of(tid), tid=tid, state=NEW, lost_by=owner)
+        return self._trials.update_one(unclaimed, change).matched_count == 1
 
     @_watched
     def heartbeat(self, tid: int, owner: str) -> bool:
         """See TrialStore; a trial requeued while its owner was cut off, and not yet claimed, is taken back."""
-        refreshed = self._trials.update_one(
-            self._ours_or_unclaimed(tid, owner),
-            {"$set": {"state": RUNNING, "owner": owner, "heartbeat": self.server_time()}},
-        )
-        return refreshed.matched_count == 1
+        return self._update_ours_or_unclaimed(
+            tid, owner, {"state": RUNNING, "owner": owner, "heartbeat": self.server_time()})
 
     @_watched
     def release(self, tid: int, owner: str) -> None:
@@ -451,12 +472,10 @@ class MongoStore(TrialStore):
         names = [TRIAL_ATTACHMENT.format(tid=tid, name=name) for name in attachments]
         for name, data in zip(names, attachments.values()):
             self._put_attachment(exp_key, name, data)
-        written = self._trials.update_one(
-            self._ours_or_unclaimed(tid, owner),
-            {"$set": {"state": DONE, "owner": owner, "result": result, "refresh_time": self.server_time()}},
-        )
-        if not written.matched_count:
-            doc = self._trials.find_one({"exp_key": exp_key, "tid": tid}, {"state": 1, "owner": 1, "result": 1})
+        written = self._update_ours_or_unclaimed(
+            tid, owner, {"state": DONE, "owner": owner, "result": result, "refresh_time": self.server_time()})
+        if not written:
+            doc = self._trials.find_one(equal(exp_key=exp_key, tid=tid), {"state": 1, "owner": 1, "result": 1})
             if not (doc and doc["state"] == DONE and doc.get("owner") == owner and doc.get("result") == result):
                 for name in names:
                     self._delete_attachment(exp_key, name)
@@ -519,7 +538,7 @@ class MongoStore(TrialStore):
         to the best trial among the uploaded files.
         """
         best = self._trials.find_one(
-            {"exp_key": exp_key, "state": DONE, "result.status": STATUS_OK},
+            equal(exp_key=exp_key, state=DONE) | {"result.status": STATUS_OK},
             {"tid": 1},
             sort=[("result.loss", ASCENDING), ("tid", ASCENDING)],
         )
@@ -562,7 +581,7 @@ class MongoStore(TrialStore):
     def step_losses(self, tid: int, step: int) -> dict[int, float | None]:
         # Filtered here, not by {"reports.<step>": {"$exists": true}}: stand-ins such as nx-27017 skip null values.
         key = str(step)
-        found = self._trials.find({"exp_key": self._exp_of(tid), "reports": {"$exists": True}},
+        found = self._trials.find(equal(exp_key=self._exp_of(tid)) | {"reports": {"$exists": True}},
                                   {"_id": 0, "tid": 1, "reports": 1})
         return {d["tid"]: d["reports"][key] for d in sorted(found, key=lambda d: d["tid"]) if key in d["reports"]}
 
@@ -571,7 +590,7 @@ class MongoStore(TrialStore):
         unset = self._owned(tid, owner) | {f"decisions.{step}": {"$exists": False}}
         if self._trials.update_one(unset, {"$set": {f"decisions.{step}": decision}}).modified_count:
             return decision
-        doc = self._trials.find_one({"exp_key": self._exp_of(tid), "tid": tid}, {"_id": 0, "decisions": 1})
+        doc = self._trials.find_one(equal(exp_key=self._exp_of(tid), tid=tid), {"_id": 0, "decisions": 1})
         return ((doc or {}).get("decisions") or {}).get(str(step))
 
     def _checkpoints(self) -> gridfs.GridFSBucket:
@@ -625,12 +644,13 @@ class TrialView:
         self._docs: dict[Any, dict[str, Any]] = {}  # by _id: tids repeat across experiments
         self._counts = {NEW: 0, RUNNING: 0, DONE: 0}
         self._since: float | None = None
-        self._recent_done: dict[Any, float] = {}  # finished trials the next query would return again
+        self._recent_done: dict[Any, dict[str, Any]] = {}  # finished trials the next query would return again
         self._ordered: list[dict[str, Any]] | None = []
 
     def refresh(self) -> int:
         """Read what changed since the last refresh; return how many trials changed."""
-        changed, since = self._store.changed_docs(self._since, list(self._recent_done))
+        skip = {key: doc["tid"] for key, doc in self._recent_done.items()}
+        changed, since = self._store.changed_docs(self._since, skip)
         for doc in changed:
             key = doc.pop("_id")
             old = self._docs.get(key)
@@ -639,9 +659,9 @@ class TrialView:
             self._counts[doc["state"]] = self._counts.get(doc["state"], 0) + 1
             self._docs[key] = doc
             if doc["state"] == DONE:
-                self._recent_done[key] = doc["refresh_time"]
+                self._recent_done[key] = doc
         self._since = since
-        self._recent_done = {k: at for k, at in self._recent_done.items() if at >= since}
+        self._recent_done = {k: doc for k, doc in self._recent_done.items() if doc["refresh_time"] >= since}
         if changed:
             self._ordered = None
         return len(changed)

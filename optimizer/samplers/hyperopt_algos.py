@@ -16,16 +16,19 @@ class HyperoptSampler(Sampler):
 
     hyperopt's TPE models each label independently and counts queued and
     running trials toward its start-up trials: kept as it is for comparison
-    and for old experiments.
+    and for old experiments. ``history=False`` (random search, which draws
+    from the prior alone) skips building the ``Trials``, whose cost grows with
+    the experiment.
     """
 
-    def __init__(self, domain: Domain, suggest: Suggest):
+    def __init__(self, domain: Domain, suggest: Suggest, history: bool = True):
         super().__init__(domain)
-        self.suggest = suggest
+        self.suggest, self.history = suggest, history
 
     def propose(self, tid: int, seed: int, finished: Sequence[Doc], pending: Sequence[Doc]) -> Vals:
         trials = Trials()
-        trials._insert_trial_docs([d | {"exp_key": None} for d in [*finished, *pending]])
-        trials.refresh()
+        if self.history:
+            trials._insert_trial_docs([d | {"exp_key": None} for d in [*finished, *pending]])
+            trials.refresh()
         [doc] = self.suggest([tid], self.domain, trials, seed)
         return doc["misc"]["vals"]

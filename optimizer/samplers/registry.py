@@ -14,6 +14,6 @@ from optimizer.samplers.tpe_mv import MultivariateTPE
 SAMPLERS: dict[str, Callable[[Domain], Sampler]] = {
     "tpe-mv": MultivariateTPE,
     "tpe": partial(HyperoptSampler, suggest=tpe.suggest),
-    "random": partial(HyperoptSampler, suggest=rand.suggest),
+    "random": partial(HyperoptSampler, suggest=rand.suggest, history=False),
     "anneal": partial(HyperoptSampler, suggest=anneal.suggest),
 }
