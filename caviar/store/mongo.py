@@ -141,7 +141,7 @@ def redact(url: str) -> str:
 def one_line(err: Exception) -> str:
     """pymongo's connection errors end in a long topology dump; keep the cause only."""
     text = str(err).replace("\n", " ")
-    return re.split(r" \(configured timeouts|, Timeout: ", text)[0]
+    return re.split(r" \(configured timeouts|, Timeout: |, full error: ", text)[0]
 
 
 class MongoStore(TrialStore):
@@ -191,11 +191,15 @@ class MongoStore(TrialStore):
             self._trials.create_index([("exp_key", ASCENDING), ("state", ASCENDING), ("tid", ASCENDING)])
             self._trials.create_index([("state", ASCENDING), ("tid", ASCENDING)])  # claims of exp_key=None
             self._trials.create_index([("exp_key", ASCENDING), ("refresh_time", ASCENDING)])  # TrialView
-        except PyMongoError as err:
+        except ConnectionFailure as err:
             self._client.close()
             raise CaviarError(
                 f"cannot use MongoDB at {redact(url)} (waited {timeout_seconds:g} s): {one_line(err)}"
             ) from err
+        except PyMongoError as err:  # it answered, and refused (an invalid database name, missing rights...)
+            self._client.close()
+            raise CaviarError(f"MongoDB at {redact(url)} refused to set up the experiment's collections: "
+                              f"{one_line(err)}") from err
         self._answering_since = time.monotonic()
 
     def close(self) -> None:
@@ -406,9 +410,9 @@ class MongoStore(TrialStore):
 
     @_watched
     def delete_all(self) -> None:
-        """Delete the experiment's trials, artifacts and attachments; tids stay reserved so none is reused."""
+        """Delete the experiment's trials, artifacts, checkpoints and attachments; tids stay reserved so none is reused."""
         self._trials.delete_many(self._scope({}))
-        for bucket in (self._bucket, self._attachments):
+        for bucket in (self._bucket, self._attachments, self._checkpoints()):
             for f in bucket.find(self._file_scope({})):
                 bucket.delete(f._id)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.results import finished_trials
+from tests.helpers.server import with_database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -199,3 +200,16 @@ def test_grid_refuses_a_continuous_space_in_one_line(project):
     assert result.stderr.strip().splitlines() == [
         line for line in result.stderr.strip().splitlines() if line.startswith("error: grid search cannot enumerate 'x'")
     ]
+
+
+def test_a_database_that_refuses_an_operation_is_one_clear_line(project, mongo_server):
+    """An OperationFailure (not a lost connection): a database name over MongoDB's 63 bytes, refused alike by
+    MongoDB and nx-27017 when the collections are set up; nothing is written to results/."""
+    url = with_database(mongo_server, "d" * 70)
+    result = run(project, "--mongo", url, "--exp-key", "e", "--max-evals", "2")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert result.stderr.strip() == line
+    assert line.startswith(f"error: MongoDB at {url} refused to set up the experiment's collections: ")
+    assert "d" * 70 in line and "full error" not in line
+    assert not (project / "results").exists()

@@ -14,7 +14,7 @@ import pytest
 from caviar.store.mongo import MongoStore
 from caviar.store import DONE, NEW, RUNNING
 from tests.conftest import ROOT, Workers
-from tests.helpers.server import NxServer, env_for_subprocess, free_port
+from tests.helpers.server import NxServer, env_for_subprocess, free_port, with_database
 from tests.helpers.trials import enqueue_points
 from tests.helpers.waiting import wait_until
 from worker.__main__ import main
@@ -175,6 +175,16 @@ def test_an_unreachable_database_is_one_error_line_and_exit_1() -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: cannot use MongoDB at")
+
+
+def test_a_database_that_refuses_an_operation_is_one_error_line_and_exit_1(mongo_server: str) -> None:
+    """An OperationFailure, not a lost connection: a database name longer than MongoDB (and nx-27017) accept."""
+    url = with_database(mongo_server, "d" * 70)
+    proc = subprocess.run([sys.executable, "-m", "worker", "--mongo", url], cwd=ROOT, env=env_for_subprocess(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith(f"error: MongoDB at {url} refused to set up the experiment's collections: ")
 
 
 def test_help_documents_every_flag_and_bad_flags_exit_2(

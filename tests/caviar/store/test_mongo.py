@@ -31,6 +31,18 @@ def test_experiments_in_one_database_stay_apart(mongo_url: str) -> None:
     assert a.new_tids(1) == [2]  # tids are never reused, even after delete_all
 
 
+def test_delete_all_removes_the_running_trials_checkpoints_too(mongo_url: str, tmp_path: Path) -> None:
+    a, b = MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")
+    (tmp_path / "ckpt").write_bytes(b"weights")
+    for store in (a, b):
+        enqueue_points(store, [{"x": 1.0}])
+        store.claim("w")
+        assert store.put_checkpoint(0, "w", str(tmp_path / "ckpt"), 1)
+    a.delete_all()
+    assert a.get_checkpoint(0, str(tmp_path / "back")) is None
+    assert b.get_checkpoint(0, str(tmp_path / "back")) == (1, {})  # the other experiment's stays
+
+
 def test_a_worker_without_exp_key_serves_every_experiment(mongo_url: str) -> None:
     a, b = MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")
     a.put_experiment({"objective": "m:fa"})
