@@ -1,6 +1,6 @@
 """Early stopping: epochs and wall time to a good CNN, with and without stopping, beside Optuna's pruners.
 
-    python -m bench.early_stopping [--trials 20] [--epochs 9] [--images 2000] [--workers 2]
+    python -m bench.early_stopping [--trials 20] [--epochs 9] [--images 2000] [--workers 2] [--seeds 0 1 2]
         [--systems caviar-none caviar-asha optuna-sh optuna-hb] [--output bench/results/early_stopping.md]
 
 Every system searches the same CPU-sized CNN space (``SPACE``: conv blocks,
@@ -27,6 +27,10 @@ test accuracy of its final model and when it ended. Measures:
 - the best trial (by validation) within E epochs, E the fewest epochs any
   early-stopping system used in all, and its test accuracy.
 
+With several ``--seeds`` (the search's ``--seed``; Optuna's samplers get
+seed x workers + i) every system runs once per seed, and a last table gives
+the medians over seeds of the ratios that the goal is stated in.
+
 A benchmark, not a test: it prints and writes a markdown table.
 """
 
@@ -38,6 +42,7 @@ import functools
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,31 +180,32 @@ class Run:
 
 
 
-def run_caviar(scheduler: str, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
-    start, wall, docs = run_search(workdir, f"caviar-{scheduler}", [
+def run_caviar(scheduler: str, seed: int, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
+    start, wall, docs = run_search(workdir, f"caviar-{scheduler}-{seed}", ["--seed", str(seed),
         "--space", "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective",
         "--max-evals", str(args.trials), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
-        "--results-dir", str(workdir / f"results-{scheduler}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
+        "--results-dir", str(workdir / f"results-{scheduler}-{seed}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
     ], args.workers, search_env(bench_env))
     trials = [d["result"] for d in docs if d["result"].get("status") == "ok"]
     return Run(f"caviar-{scheduler}", start, wall, sorted(trials, key=lambda r: r["end_time"]))
 
 
-def run_optuna(pruner: str, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
+def run_optuna(pruner: str, seed: int, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    journal = str(workdir / f"optuna-{pruner}.journal")
-    log = open(workdir / f"optuna-{pruner}.log", "wb")
+    journal = str(workdir / f"optuna-{pruner}-{seed}.journal")
+    log = open(workdir / f"optuna-{pruner}-{seed}.log", "wb")
     start = time.time()
     procs = [subprocess.Popen([sys.executable, "-m", "bench.early_stopping", "optuna-worker", "--journal", journal,
-                               "--pruner", pruner, "--trials", str(args.trials), "--seed", str(seed)],
+                               "--pruner", pruner, "--trials", str(args.trials),
+                               "--seed", str(seed * args.workers + i)],
                               cwd=ROOT, env=search_env(bench_env), stdout=log, stderr=subprocess.STDOUT)
-             for seed in range(args.workers)]
+             for i in range(args.workers)]
     codes = [p.wait() for p in procs]
     wall = time.time() - start
     if any(codes):
-        raise SystemExit(f"optuna-{pruner}: a process exited {codes}; see {workdir}/optuna-{pruner}.log")
+        raise SystemExit(f"optuna-{pruner}: a process exited {codes}; see {workdir}/optuna-{pruner}-{seed}.log")
     study = optuna.load_study(study_name="bench", storage=JournalStorage(JournalFileBackend(journal)))
     trials = [dict(t.user_attrs) for t in study.trials if "end_time" in t.user_attrs]
     return Run(f"optuna-{pruner}", start, wall, sorted(trials, key=lambda r: r["end_time"]))
@@ -228,11 +234,52 @@ def best_within(run: Run, budget: int) -> dict[str, Any] | None:
     return best
 
 
-def table(runs: list[Run]) -> str:
+def target_and_budget(runs: list[Run]) -> tuple[float | None, int | None]:
+    """The best validation accuracy of caviar-none, and the fewest epochs an early-stopping system used."""
     reference = next((r for r in runs if r.system == "caviar-none"), None)
     target = max(t["val_accuracy"] for t in reference.trials) if reference else None
     stopping = [r for r in runs if r.system != "caviar-none"]
     budget = min(sum(t["epochs_trained"] for t in r.trials) for r in stopping) if stopping else None
+    return target, budget
+
+
+def summary(by_seed: list[list[Run]]) -> str:
+    """Medians over seeds: each system's epochs to caviar-none's best, as a share of caviar-none's epochs in
+    all and of those it needed itself to first reach it; and the best validation and test accuracy within E."""
+    rows: dict[str, list[tuple[float | None, float | None, float | None, float | None]]] = {}
+    for runs in by_seed:
+        target, budget = target_and_budget(runs)
+        none = next((r for r in runs if r.system == "caviar-none"), None)
+        if target is None or none is None or budget is None:
+            continue
+        none_epochs, (none_to, _) = sum(t["epochs_trained"] for t in none.trials), to_target(none, target)
+        for run in runs:
+            to_epochs, _ = to_target(run, target)
+            within = best_within(run, budget)
+            rows.setdefault(run.system, []).append((
+                None if to_epochs is None else to_epochs / none_epochs,
+                None if to_epochs is None or not none_to else to_epochs / none_to,
+                None if within is None else within["val_accuracy"],
+                None if within is None else within["test_accuracy"]))
+
+    def median(values: list[float | None], digits: int) -> str:
+        known = [v for v in values if v is not None]
+        missing = len(values) - len(known)
+        if not known:
+            return "-"
+        return f"{statistics.median(known):.{digits}f}" + (f" ({missing} of {len(values)} never)" if missing else "")
+
+    lines = [f"Medians over {len(by_seed)} seeds:", "",
+             "| system | epochs to target / caviar-none's epochs | / caviar-none's epochs to target | "
+             "best val within E | its test acc |", "|---|---|---|---|---|"]
+    for system, values in rows.items():
+        lines.append(f"| {system} | " + " | ".join(median([v[i] for v in values], digits)
+                                                   for i, digits in enumerate((2, 2, 4, 4))) + " |")
+    return "\n".join(lines)
+
+
+def table(runs: list[Run]) -> str:
+    target, budget = target_and_budget(runs)
     lines = [f"target: best validation accuracy of caviar-none = {target if target is None else f'{target:.4f}'}; "
              f"equal-epoch budget E = {budget}", "",
              "| system | trials | epochs | wall s | best val | epochs to target | s to target | "
@@ -264,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--images", type=int, default=2000, help="training images, 20%% of them for validation")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="the search's --seed, one full run each")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--systems", nargs="+", default=["caviar-none", "caviar-asha", "optuna-sh", "optuna-hb"])
     p.add_argument("--output", default=str(ROOT / "bench" / "results" / "early_stopping.md"))
@@ -275,20 +323,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(bench_env)
     globals()["EPOCHS"] = args.epochs
     workdir = Path(tempfile.mkdtemp(prefix="bench-early-"))
-    runs = []
-    for system in args.systems:
-        kind, _, variant = system.partition("-")
-        print(f"running {system} ...", flush=True)
-        run = (run_caviar if kind == "caviar" else run_optuna)(variant, args, workdir, bench_env)
-        print(json.dumps({"system": system, "wall": round(run.wall), "epochs": sum(t["epochs_trained"] for t in run.trials)}),
-              flush=True)
-        runs.append(run)
+    by_seed: list[list[Run]] = []
+    for seed in args.seeds:
+        runs = []
+        for system in args.systems:
+            kind, _, variant = system.partition("-")
+            print(f"running {system}, seed {seed} ...", flush=True)
+            run = (run_caviar if kind == "caviar" else run_optuna)(variant, seed, args, workdir, bench_env)
+            print(json.dumps({"system": system, "seed": seed, "wall": round(run.wall),
+                              "epochs": sum(t["epochs_trained"] for t in run.trials)}), flush=True)
+            runs.append(run)
+        by_seed.append(runs)
+    sections = [f"Seed {seed}: {table(runs)}" for seed, runs in zip(args.seeds, by_seed)]
+    if len(by_seed) > 1:
+        sections.append(summary(by_seed))
     text = (f"# Early stopping benchmark, {dt.date.today()}\n\n{args.trials} trials of up to {args.epochs} epochs, "
             f"{args.images} CIFAR-10 images (20% validation), {TEST_IMAGES} test images, {args.workers} workers, "
-            f"{os.cpu_count()} CPU cores\n\n{table(runs)}\n")
+            f"{os.cpu_count()} CPU cores; command: `python -m bench.early_stopping "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n" + "\n\n".join(sections) + "\n")
     print(text)
     Path(args.output).write_text(text)
-    (workdir / "runs.json").write_text(json.dumps([r.__dict__ for r in runs]))
+    (workdir / "runs.json").write_text(json.dumps([[r.__dict__ for r in runs] for runs in by_seed]))
     print(f"raw data: {workdir}/runs.json")
     return 0
 
