@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 
 from caviar.errors import CaviarError
-from caviar.store.mongo import MongoStore, redact
+from caviar.store.mongo import MongoStore, TrialView, redact
 from caviar.store import DONE, NEW, RUNNING
 from tests.helpers.server import NxServer, free_port
 from tests.helpers.trials import enqueue_points, trial_doc
@@ -140,3 +140,31 @@ def test_nothing_but_plain_values_is_stored(mongo_url: str, tmp_path: Path) -> N
                 assert isinstance(doc.pop("uploadDate"), (datetime.datetime, str))
             assert_plain(doc, name)
     client.close()
+
+
+@pytest.mark.parametrize("exp_key", ["a", None])
+def test_a_trial_view_reads_only_what_changed(mongo_url: str, exp_key: str | None) -> None:
+    """Finished trials are read once: later reads return only trials changed since (finished ones within the
+    visibility slack are skipped by tid within one experiment, by _id across experiments whose tids repeat)."""
+    stores = [MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")]
+    for store in stores:
+        for tid in enqueue_points(store, [{"x": float(i)} for i in range(6)]):
+            store.claim("w")
+            assert store.finish(tid, "w", {"status": "ok", "loss": float(tid)})
+        enqueue_points(store, [{"x": 9.0}])
+    reader = MongoStore(mongo_url, exp_key)
+    docs, since = reader.changed_docs(None, {})
+    assert len(docs) == (7 if exp_key else 14)
+    skip = {d["_id"]: d["tid"] for d in docs if d["state"] == DONE}
+    again, since = reader.changed_docs(since, skip)
+    assert {d["tid"] for d in again} <= {6}  # at most the queued trials (within the slack), never a finished one
+    b = stores[1]
+    b.claim("w")
+    assert b.finish(6, "w", {"status": "ok", "loss": -1.0})
+    changed, _ = reader.changed_docs(since, skip)
+    assert [(d["exp_key"], d["tid"], d["state"]) for d in changed if d["state"] == DONE] == (
+        [] if exp_key else [("b", 6, DONE)])
+    view = TrialView(reader)
+    view.refresh()
+    assert view.counts() == ({NEW: 1, RUNNING: 0, DONE: 6} if exp_key else {NEW: 1, RUNNING: 0, DONE: 13})
+    assert [d["tid"] for d in view.docs()] == (list(range(7)) if exp_key else sorted(list(range(7)) * 2))
