@@ -176,13 +176,13 @@ class GridSearch:
         return self.max_evals - sum(counts.get(s, 0) for s in (NEW, RUNNING, DONE))
 
     def top_up(self, queued_target: int, counts: dict[int, int] | None = None,
-               docs: list[dict[str, Any]] | None = None) -> int:
+               finished: list[dict[str, Any]] | None = None, pending: list[dict[str, Any]] | None = None) -> int:
         """Queue the next grid points until ``queued_target`` wait in the queue (never past max_evals)."""
         counts = self.store.count_by_state() if counts is None else counts
         wanted = min(queued_target - counts.get(NEW, 0), self.remaining(counts))
         if wanted <= 0 or self.exhausted:
             return 0
-        docs = self.store.trial_docs() if docs is None else docs
+        docs = self.store.trial_docs() if finished is None or pending is None else [*finished, *pending]
         seen = {vals_key(d["misc"]) for d in docs}
         new_docs: list[dict[str, Any]] = []
         while len(new_docs) < wanted:

@@ -91,17 +91,26 @@ class Recorder:
         self.trackers = list(trackers)
         self._tracked: set[int] = set()
         self._failed = 0
+        self._finished: list[dict[str, Any]] | None = None  # the caller's list, which only grows
+        self._observed = 0  # how much of it was handled
 
     def observe(self, counts: dict[int, int], workers: int | None = None,
-                docs: list[dict[str, Any]] | None = None) -> None:
-        """Write what is new among the trials (read now unless given), report.
+                finished: list[dict[str, Any]] | None = None) -> None:
+        """Write the newly finished trials, report.
 
-        Finished trials never change: each is handled once, so the work per
-        call grows with what is new, not with the experiment.
+        ``finished``: every finished trial in the order they finished, a list
+        that only grows (``TrialView.finished``); read from the store if not
+        given. Finished trials never change: each is handled once, so the work
+        per call grows with what is new, not with the experiment.
         """
-        docs = self.store.trial_docs() if docs is None else docs
-        best = self.results.update(docs)
-        for doc in [d for d in docs if d["state"] == DONE and d["tid"] not in self._tracked]:
+        if finished is None:
+            finished = [d for d in self.store.trial_docs() if d["state"] == DONE]
+        if finished is not self._finished:
+            self._finished, self._observed = finished, 0
+        new = [d for d in finished[self._observed:] if d["tid"] not in self._tracked]
+        self._observed = len(finished)
+        best = self.results.update(new)
+        for doc in new:
             for tracker in self.trackers:
                 tracker.trial_finished(doc)
             self._tracked.add(doc["tid"])
@@ -181,7 +190,7 @@ def run_distributed(
                     log.info("store reachable again after %.1fs", now - outage_since)
                     outage_since = None
                 if terminated:
-                    recorder.observe(counts, workers, view.docs())
+                    recorder.observe(counts, workers, view.finished())
                     log.warning("stopped by SIGTERM: %d finished trials mirrored; run again to resume",
                                 counts.get(DONE, 0))
                     raise Terminated()
@@ -196,13 +205,12 @@ def run_distributed(
                 if (target > counts.get(NEW, 0) and search.remaining(counts) > 0) or now >= next_renew:
                     lease.renew()  # before queueing anything: no other master may have taken over
                     next_renew = now + lease_seconds / 4
-                docs = view.docs()
-                if search.top_up(target, counts, docs):
+                if search.top_up(target, counts, view.finished(), view.pending()):
                     view.refresh()
-                    counts, docs = view.counts(), view.docs()
+                    counts = view.counts()
                 if counts.get(DONE, 0) != last_done:
                     last_done = counts.get(DONE, 0)
-                    recorder.observe(counts, workers, docs)
+                    recorder.observe(counts, workers, view.finished())
                 pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
                 if last_done >= search.max_evals or (search.exhausted and pending == 0):
                     return

@@ -1,9 +1,11 @@
 """The optimizer: asks a sampler for new points and keeps a store's queue filled.
 
-It reads every trial from the store before each top-up, so the sampler learns
-from all workers' results and knows what is queued or running (including the
-points proposed earlier in the same top-up), and it never queues a point
-identical to one already queued, running or finished (it re-samples instead).
+Before each top-up it reads every trial from the store (or takes them from a
+caller that keeps them current, the master's ``TrialView``), so the sampler
+learns from all workers' results and knows what is queued or running
+(including the points proposed earlier in the same top-up), and it never
+queues a point identical to one already queued, running or finished (it
+re-samples instead).
 """
 
 from __future__ import annotations
@@ -62,25 +64,36 @@ class Search:
         self.sampler = SAMPLERS[algo](self._domain)
         self.exhausted = False
         self._keys: dict[int, Any] = {}  # tid -> vals_key: a trial's point never changes
+        self._finished: list[Doc] | None = None  # the caller's list of finished trials, which only grows
+        self._finished_keys: set[Any] = set()  # the points of its first _keyed trials
+        self._keyed = 0
 
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
         return self.max_evals - sum(counts.get(s, 0) for s in (NEW, RUNNING, DONE))
 
     def top_up(self, queued_target: int, counts: dict[int, int] | None = None,
-               docs: list[dict[str, Any]] | None = None) -> int:
+               finished: list[Doc] | None = None, pending: list[Doc] | None = None) -> int:
         """Queue new points until ``queued_target`` wait in the queue (never past max_evals).
 
-        ``counts`` and ``docs`` may be passed when the caller has just read them.
+        ``counts``, ``finished`` (every finished trial in the order they
+        finished, a list that only grows: ``TrialView.finished``) and
+        ``pending`` may be passed by a caller that keeps them current; the
+        work per top-up then grows with what is new, not with the experiment.
         """
         counts = self.store.count_by_state() if counts is None else counts
         wanted = min(queued_target - counts.get(NEW, 0), self.remaining(counts))
         if wanted <= 0 or self.exhausted:
             return 0
-        docs = self.store.trial_docs() if docs is None else docs
-        finished = [d for d in docs if d["state"] == DONE]
-        pending = [d for d in docs if d["state"] != DONE]
-        seen = {self._key(d) for d in docs}
+        if finished is None or pending is None:
+            docs = self.store.trial_docs()
+            finished = [d for d in docs if d["state"] == DONE]
+            pending = [d for d in docs if d["state"] != DONE]
+        if finished is not self._finished:  # another list: key it from the start
+            self._finished, self._finished_keys, self._keyed = finished, set(), 0
+        self._finished_keys.update(self._key(d) for d in finished[self._keyed:])
+        self._keyed = len(finished)
+        seen = {self._key(d) for d in pending}
         new_docs: list[Doc] = []
         for tid in self.store.new_tids(wanted):
             doc = self._propose(tid, finished, pending + new_docs, seen)
@@ -102,7 +115,8 @@ class Search:
         return key
 
     def _propose(self, tid: int, finished: list[Doc], pending: list[Doc], seen: set[Any]) -> Doc | None:
-        """One new point not in ``seen``, as a NEW trial document with its concrete ``params``."""
+        """One new point, neither in ``seen`` (pending and just proposed) nor a finished trial's, as a NEW trial
+        document with its concrete ``params``."""
         for attempt in range(MAX_RESAMPLES):
             try:
                 vals = self.sampler.propose(tid, proposal_seed(self.seed, tid, attempt), finished, pending)
@@ -110,7 +124,8 @@ class Search:
                 raise CaviarError(f"the search space cannot be sampled: {type(err).__name__}: {err}") from None
             misc = {"tid": tid, "cmd": self._domain.cmd, "workdir": self._domain.workdir,
                     "idxs": {label: [tid] if v else [] for label, v in vals.items()}, "vals": vals}
-            if vals_key(misc) not in seen:
+            key = vals_key(misc)
+            if key not in seen and key not in self._finished_keys:
                 break
             log.debug("trial %s: re-sampling a duplicate point", tid)
         else:

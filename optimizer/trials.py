@@ -152,7 +152,7 @@ class MongoTrials(Trials):
 
     def refresh(self) -> None:
         self._view.refresh()
-        self._dynamic_trials = self._view.docs()
+        self._dynamic_trials = list(self._view.docs())  # a copy: hyperopt code may change its list
         super().refresh()
 
     def new_trial_ids(self, n: int) -> list[int]:

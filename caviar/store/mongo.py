@@ -634,9 +634,10 @@ class TrialView:
 
     Finished trials never change, so a reader that has one never reads it
     again: each ``refresh`` fetches the trials whose ``refresh_time`` (server
-    clock, indexed) is recent, which keeps the cost per finished trial flat
-    however large the experiment grows. The master and ``MongoTrials`` read
-    through it.
+    clock, indexed) is recent, and updates what it keeps (the trials in tid
+    order, the finished ones in the order they finished, the pending ones) in
+    place, which keeps the cost per finished trial flat however large the
+    experiment grows. The master and ``MongoTrials`` read through it.
     """
 
     def __init__(self, store: MongoStore):
@@ -649,7 +650,11 @@ class TrialView:
         self._counts = {NEW: 0, RUNNING: 0, DONE: 0}
         self._since: float | None = None
         self._recent_done: dict[Any, dict[str, Any]] = {}  # finished trials the next query would return again
-        self._ordered: list[dict[str, Any]] | None = []
+        self._ordered: list[dict[str, Any]] = []  # every trial, in tid order once sorted
+        self._position: dict[Any, int] = {}  # _id -> index in _ordered
+        self._unsorted = False  # a trial arrived after one with a larger tid
+        self._finished: list[dict[str, Any]] = []
+        self._pending: dict[Any, dict[str, Any]] = {}
 
     def refresh(self) -> int:
         """Read what changed since the last refresh; return how many trials changed."""
@@ -660,21 +665,42 @@ class TrialView:
             old = self._docs.get(key)
             if old is not None:
                 self._counts[old["state"]] -= 1
+                self._ordered[self._position[key]] = doc
+            else:
+                if self._ordered and tid_order(doc["tid"]) < tid_order(self._ordered[-1]["tid"]):
+                    self._unsorted = True
+                self._position[key] = len(self._ordered)
+                self._ordered.append(doc)
             self._counts[doc["state"]] = self._counts.get(doc["state"], 0) + 1
             self._docs[key] = doc
             if doc["state"] == DONE:
                 self._recent_done[key] = doc
+                self._pending.pop(key, None)
+                if old is None or old["state"] != DONE:
+                    self._finished.append(doc)
+            else:
+                self._pending[key] = doc
         self._since = since
         self._recent_done = {k: doc for k, doc in self._recent_done.items() if doc["refresh_time"] >= since}
-        if changed:
-            self._ordered = None
         return len(changed)
 
     def docs(self) -> list[dict[str, Any]]:
         """Every trial, in tid order (the list is shared: do not modify it)."""
-        if self._ordered is None:
-            self._ordered = sorted(self._docs.values(), key=lambda d: tid_order(d["tid"]))
+        if self._unsorted:
+            keys = sorted(self._docs, key=lambda k: tid_order(self._docs[k]["tid"]))
+            self._ordered = [self._docs[k] for k in keys]
+            self._position = {k: i for i, k in enumerate(keys)}
+            self._unsorted = False
         return self._ordered
+
+    def finished(self) -> list[dict[str, Any]]:
+        """The finished trials in the order this view saw them finish: a list that only grows (shared: do not
+        modify it), so a reader can take what is new since it last looked by its length."""
+        return self._finished
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The queued and running trials."""
+        return list(self._pending.values())
 
     def counts(self) -> dict[int, int]:
         """How many trials are in each state, as of the last refresh."""

@@ -121,3 +121,27 @@ def test_bad_settings_are_clear_errors(kwargs, message):
 
 def test_every_algorithm_the_cli_offers_is_registered():
     assert tuple(SAMPLERS) == ALGORITHMS and DEFAULT_ALGORITHM in ALGORITHMS
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_histories_kept_by_the_caller_give_the_proposals_read_from_the_store(algo):
+    """The master passes the finished trials as a list that only grows (TrialView.finished) and the pending
+    ones: the proposals, the duplicates refused and the end of a small space are those of a store read."""
+    space = {"c": hp.choice("c", list(range(6))), "x": hp.quniform("x", 0, 2, 1)}
+    read, kept = LocalStore(), LocalStore()
+    by_store = Search(read, space, algo, max_evals=30, seed=4)
+    by_caller = Search(kept, space, algo, max_evals=30, seed=4)
+    finished: list = []
+    while True:
+        queued = by_store.top_up(2)
+        pending = [d for d in kept.trial_docs() if d["state"] != DONE]
+        assert by_caller.top_up(2, finished=finished, pending=pending) == queued
+        if not queued:
+            break
+        for store in (read, kept):
+            doc = store.claim("w")
+            store.finish(doc["tid"], "w", {"status": "ok", "loss": float(doc["params"]["c"])})
+        finished.append(next(d for d in kept.trial_docs() if d["tid"] == doc["tid"]))
+    assert [d["misc"]["vals"] for d in read.trial_docs()] == [d["misc"]["vals"] for d in kept.trial_docs()]
+    assert len({vals_key(d["misc"]) for d in kept.trial_docs()}) == len(kept.trial_docs()) <= 18
+    assert by_caller.exhausted and by_store.exhausted  # (TPE may give up before the last of the 18 points)

@@ -168,3 +168,12 @@ def test_a_trial_view_reads_only_what_changed(mongo_url: str, exp_key: str | Non
     view.refresh()
     assert view.counts() == ({NEW: 1, RUNNING: 0, DONE: 6} if exp_key else {NEW: 1, RUNNING: 0, DONE: 13})
     assert [d["tid"] for d in view.docs()] == (list(range(7)) if exp_key else sorted(list(range(7)) * 2))
+    assert [d["tid"] for d in view.pending()] == [6]
+    finished = view.finished()
+    assert sorted(d["tid"] for d in finished) == (list(range(6)) if exp_key else sorted([*range(6), *range(7)]))
+    a = stores[0]
+    a.claim("w")
+    assert a.finish(6, "w", {"status": "ok", "loss": -2.0})
+    view.refresh()
+    assert view.finished() is finished and finished[-1]["tid"] == 6 and view.pending() == []  # appended in place
+    assert [d["tid"] for d in view.docs()][-1] == 6 and view.docs()[-1]["state"] == DONE
