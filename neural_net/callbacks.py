@@ -44,15 +44,17 @@ class ReportEpochs(keras.callbacks.Callback):
     """Reports each epoch's validation accuracy, stops training when told, checkpoints otherwise.
 
     ``history``: the epochs trained before a restart (from ``resume``);
-    ``self.history`` is the whole run's, theirs included.
+    ``self.history`` is the whole run's, theirs included. ``carried``: files
+    that the checkpoint takes along as they are at each checkpoint (those
+    present), such as the best epoch's weights that an earlier callback wrote.
     """
 
     def __init__(self, checkpoint_path: str | Path, history: dict[str, list[float]] | None = None,
-                 monitors: tuple[str, ...] = MONITORS):
+                 monitors: tuple[str, ...] = MONITORS, carried: tuple[str | Path, ...] = ()):
         super().__init__()
         self.checkpoint_path = str(checkpoint_path)
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
-        self.monitors = monitors
+        self.monitors, self.carried = monitors, carried
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         check_stop()  # a worker that lost the trial's lease leaves after this batch, recording nothing
@@ -71,8 +73,11 @@ class ReportEpochs(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         if step < self.params.get("epochs", step + 1):  # the last epoch needs no checkpoint
+            state = {f"state_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(training_state(self.model))}
+            files = {f"file_{i}": np.frombuffer(Path(path).read_bytes(), np.uint8)
+                     for i, path in enumerate(self.carried) if Path(path).exists()}
             with open(self.checkpoint_path, "wb") as handle:
-                np.savez(handle, *(keras.ops.convert_to_numpy(v) for v in training_state(self.model)))
+                np.savez(handle, **state, **files)
             reporting.save_checkpoint(self.checkpoint_path, step, {"history": self.history})
 
 
@@ -81,12 +86,14 @@ def training_state(model: keras.Model) -> list[keras.Variable]:
     return [*model.variables, *model.optimizer.variables]
 
 
-def resume(checkpoint_path: str | Path, model: keras.Model) -> tuple[int, dict[str, list[float]]]:
+def resume(checkpoint_path: str | Path, model: keras.Model,
+           carried: tuple[str | Path, ...] = ()) -> tuple[int, dict[str, list[float]]]:
     """Restore the trial's checkpoint into ``model``: the epoch to go on from and the history before it.
 
     ``model`` is built and compiled as for a fresh trial (same builder, same
     parameters, same random seed); it is left untouched, and (0, {}) returned,
-    when the trial has no checkpoint.
+    when the trial has no checkpoint. ``carried``: the same files as
+    ``ReportEpochs``', written back where the checkpoint holds them.
     """
     restored = reporting.restore_checkpoint(str(checkpoint_path))
     if restored is None:
@@ -95,7 +102,10 @@ def resume(checkpoint_path: str | Path, model: keras.Model) -> tuple[int, dict[s
         model.optimizer.build(model.trainable_variables)
     state = training_state(model)
     with np.load(checkpoint_path) as saved:
-        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        values = [saved[f"state_{i}"] for i in range(sum(name.startswith("state_") for name in saved.files))]
+        for i, path in enumerate(carried):
+            if f"file_{i}" in saved.files:
+                Path(path).write_bytes(saved[f"file_{i}"].tobytes())
     shapes = [tuple(v.shape) for v in state]
     if shapes != [value.shape for value in values]:
         raise ValueError(f"the checkpoint {checkpoint_path} holds variables of shapes {[v.shape for v in values]}, "

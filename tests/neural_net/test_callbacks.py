@@ -127,6 +127,10 @@ def test_a_cnn_trial_killed_after_an_epoch_resumes_to_the_uninterrupted_history_
     assert [step for step, _ in reporter.reports] == [1, 2, 3]
     assert resumed["history"] == uninterrupted["history"]
     assert len(resumed["history"]["loss"]) == 3
+    # The trial's model is its best epoch's, whichever side of the restart that epoch was on.
+    artifacts = [keras.saving.load_model(run["artifacts"]["model"]) for run in (uninterrupted, resumed)]
+    for resumed_weights, straight in zip(artifacts[1].get_weights(), artifacts[0].get_weights(), strict=True):
+        np.testing.assert_array_equal(resumed_weights, straight)
 def test_outside_a_run_training_is_unchanged(tmp_path: Path) -> None:
     callback = ReportEpochs(tmp_path / "ckpt.npz")
     train(tiny_model(), callback)
