@@ -14,11 +14,11 @@ The training state is every variable a training step reads: the weights, the
 batch normalization statistics, the optimizer's (its step count and moments)
 and the states of the seed generators that draw dropout masks and flips. A
 ``.keras`` file (``model.save``) holds no seed generator state, so a model
-loaded from one draws the masks of the first epoch again; and a model loaded
-with ``keras.models.load_model`` is compiled from its saved config rather than
-by the trial's builder. Hence a numpy archive of the variables, in the order
-of ``model.variables`` and then ``model.optimizer.variables``, which a model
-built by the same builder from the same parameters has.
+loaded from one drew the masks and flips of its first epoch again. Hence a
+numpy archive of the variables, in the order of ``model.variables`` and then
+``model.optimizer.variables``, restored into the model that the trial's own
+builder made: compiled as a fresh trial's, with the same variables in the
+same order.
 
 Outside a Caviar run (no reporter), reports and checkpoints are no-ops.
 """
@@ -103,14 +103,14 @@ def resume(checkpoint_path: str | Path, model: keras.Model,
     state = training_state(model)
     with np.load(checkpoint_path) as saved:
         values = [saved[f"state_{i}"] for i in range(sum(name.startswith("state_") for name in saved.files))]
-        for i, path in enumerate(carried):
-            if f"file_{i}" in saved.files:
-                Path(path).write_bytes(saved[f"file_{i}"].tobytes())
+        files = {path: saved[f"file_{i}"].tobytes() for i, path in enumerate(carried) if f"file_{i}" in saved.files}
     shapes = [tuple(v.shape) for v in state]
     if shapes != [value.shape for value in values]:
         raise ValueError(f"the checkpoint {checkpoint_path} holds variables of shapes {[v.shape for v in values]}, "
                          f"not this model's {shapes}: not a checkpoint of this model")
-    for variable, value in zip(state, values):
+    for variable, value in zip(state, values, strict=True):
         variable.assign(value)
+    for path, content in files.items():
+        Path(path).write_bytes(content)
     log.info("resuming training after epoch %d", restored.step)
     return restored.step, restored.info.get("history", {})

@@ -136,3 +136,13 @@ def test_outside_a_run_training_is_unchanged(tmp_path: Path) -> None:
     train(tiny_model(), callback)
     assert len(callback.history["val_accuracy"]) == EPOCHS
     assert resume(tmp_path / "ckpt.npz", tiny_model()) == (0, {})
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
+    with reporting.reporting_to(KeepsEverything(tmp_path, die_after=1)):
+        with pytest.raises(WorkerDied):
+            train(tiny_model(), ReportEpochs(tmp_path / "a.npz"))
+        other = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, activation="softmax")])
+        other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        with pytest.raises(ValueError, match="not a checkpoint of this model"):
+            resume(tmp_path / "b.npz", other)
