@@ -81,26 +81,23 @@ def data() -> Any:
                                   validation_split=0.2, seed=0, offline=True))
 
 
-def train(params: dict[str, Any], callbacks: list[Any], resume_from: Callable[[], tuple[Any, int, dict]] | None = None
+def train(params: dict[str, Any], callbacks: list[Any], resume_into: Callable[[Any], tuple[int, dict]] | None = None
           ) -> dict[str, Any]:
     """Fit the CNN of ``params`` for up to EPOCHS epochs; its epochs, best validation and final test accuracy."""
     import keras
 
     d = data()
     keras.utils.set_random_seed(int(os.environ.get("HKS_SEED", "0")))
-    model, initial_epoch = None, 0
-    if resume_from is not None:
-        model, initial_epoch, _ = resume_from()
-    if model is None:
-        layers: list[Any] = [keras.Input(d.input_shape)]
-        for block in range(int(params["blocks"])):
-            layers += [keras.layers.Conv2D(int(params["filters"]) * 2 ** block, 3, padding="same", activation="relu"),
-                       keras.layers.MaxPooling2D()]
-        layers += [keras.layers.Flatten(), keras.layers.Dropout(float(params["dropout"])),
-                   keras.layers.Dense(int(params["dense"]), activation="relu"), keras.layers.Dense(10, activation="softmax")]
-        model = keras.Sequential(layers)
-        model.compile(optimizer=keras.optimizers.Adam(float(params["lr"])), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+    layers: list[Any] = [keras.Input(d.input_shape)]
+    for block in range(int(params["blocks"])):
+        layers += [keras.layers.Conv2D(int(params["filters"]) * 2 ** block, 3, padding="same", activation="relu"),
+                   keras.layers.MaxPooling2D()]
+    layers += [keras.layers.Flatten(), keras.layers.Dropout(float(params["dropout"])),
+               keras.layers.Dense(int(params["dense"]), activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.Adam(float(params["lr"])), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    initial_epoch = 0 if resume_into is None else resume_into(model)[0]
     history = model.fit(d.train.x, d.train.fine, validation_data=(d.validation.x, d.validation.fine),
                         batch_size=int(params["batch_size"]), epochs=EPOCHS, initial_epoch=initial_epoch,
                         verbose=0, callbacks=callbacks).history
@@ -115,9 +112,9 @@ def objective(params: dict[str, Any]) -> dict[str, Any]:
     """Caviar's objective: reports each epoch (and checkpoints) through neural_net.callbacks."""
     from neural_net.callbacks import ReportEpochs, resume
 
-    checkpoint = Path(tempfile.mkdtemp()) / "checkpoint.keras"
+    checkpoint = Path(tempfile.mkdtemp()) / "checkpoint.npz"
     callback = ReportEpochs(checkpoint, monitors=("val_accuracy",))
-    scores = train(params, [callback], lambda: resume(checkpoint))
+    scores = train(params, [callback], lambda model: resume(checkpoint, model))
     scores["epochs_trained"] = len(callback.history["val_accuracy"])  # epochs before a restart included
     return {"loss": -scores["val_accuracy"], "status": "ok", **scores}
 

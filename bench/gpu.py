@@ -136,7 +136,8 @@ def train(name: str, precision: str, images: int, epochs: int, quick: bool, barr
                 ends.append(time.perf_counter())
 
     start = time.perf_counter()
-    model.fit(Batches(split, int(params["batch_size"]), seed=0), epochs=epochs, verbose=0, callbacks=[Clock()])
+    batches = Batches(split, int(params["batch_size"]), seed=0)
+    model.fit(batches, steps_per_epoch=len(batches), epochs=epochs, shuffle=False, verbose=0, callbacks=[Clock()])
     first = ends[0] - start
     steady = statistics.median(b - a for a, b in itertools.pairwise(ends[-epochs:]))  # epochs 2.., barrier excluded
     return {

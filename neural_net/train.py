@@ -106,23 +106,22 @@ def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: P
     goes on from the trial's last checkpoint if it has one (its worker died, or the search was
     interrupted). The folds of a cross-validated trial do neither: their epochs are not the trial's.
     """
-    checkpoint = model_path.with_name("checkpoint.keras")
-    model, initial_epoch, earlier = resume(checkpoint) if resumable else (None, 0, {})
-    if model is None:
-        model = build_model(params, data.input_shape, data.n_fine, data.n_coarse, flip=data.spec.flip)
-    reports = [ReportEpochs(checkpoint, earlier)] if resumable else []
+    checkpoint, best_weights = model_path.with_name("checkpoint.npz"), model_path.with_name("best.weights.h5")
+    monitor = f"val_{FINE_HEAD}_accuracy"
+    model = build_model(params, data.input_shape, data.n_fine, data.n_coarse, flip=data.spec.flip)
+    initial_epoch, earlier = resume(checkpoint, model, (best_weights,)) if resumable else (0, {})
+    reports = [ReportEpochs(checkpoint, earlier, carried=(best_weights,))] if resumable else []
     heads = head_names(data.n_coarse)
     batch_size = int(params["batch_size"])
     log.info(
         "training %d parameters on %d %s images (%d for validation), %d epochs, batches of %d",
         model.count_params(), len(data.train), data.spec.title, len(data.validation), settings.epochs, batch_size,
     )
-    best_weights = model_path.with_name("best.weights.h5")
     start = time.monotonic()
     history = _fit(model, data.train, batch_size, settings, data.validation, [
-        keras.callbacks.ModelCheckpoint(
-            best_weights, monitor=f"val_{FINE_HEAD}_accuracy", mode="max", save_best_only=True,
-            save_weights_only=True,
+        keras.callbacks.ModelCheckpoint(  # before ReportEpochs, which carries its file in the checkpoint
+            best_weights, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
+            initial_value_threshold=max(earlier[monitor]) if earlier else None,  # the best before a restart
         ),
         *reports,
     ], initial_epoch)
@@ -160,11 +159,16 @@ def _train(params: dict[str, Any], settings: Settings, data: Data, model_path: P
 def _fit(model: keras.Model, train: Split, batch_size: int, settings: Settings, validation: Split | None = None,
          callbacks: list[keras.callbacks.Callback] | None = None, initial_epoch: int = 0) -> dict[str, list[float]]:
     """The one training loop of trials and refits: ``settings.epochs`` epochs, stopped by a NaN loss."""
+    batches = Batches(train, batch_size, seed=settings.seed, first_epoch=initial_epoch)
+    checks = None if validation is None else Batches(validation, batch_size)
     history = model.fit(
-        Batches(train, batch_size, seed=settings.seed, first_epoch=initial_epoch),
-        validation_data=None if validation is None else Batches(validation, batch_size),
+        batches,
+        steps_per_epoch=len(batches),
+        validation_data=checks,
+        validation_steps=None if checks is None else len(checks),
         epochs=settings.epochs,
         initial_epoch=initial_epoch,
+        shuffle=False,  # the batches shuffle themselves
         verbose=1 if sys.stdout.isatty() else 2,
         callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])],
     ).history

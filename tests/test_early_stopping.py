@@ -6,6 +6,7 @@ which reports every epoch and checkpoints its state through caviar.reporting.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from caviar.schedulers.asha import Asha
+from caviar import schedulers
+from caviar.schedulers import Scheduler
 from caviar.store import DONE
 from caviar.store.mongo import MongoStore
 from tests.conftest import ROOT, Workers
@@ -43,16 +45,35 @@ def steps(mapping: dict[str, Any]) -> list[int]:
     return sorted(int(step) for step in mapping)
 
 
-def test_asha_decisions_agree_across_three_workers_and_a_master_restart(
-    mongo_url: str, workers: Workers, tmp_path: Path
+def replayable(scheduler: Scheduler, tid: int, step: int, decision: dict[str, Any],
+               losses: dict[int, float | None]) -> bool:
+    """Whether ``decision`` is the scheduler's rule on some of the losses now stored at ``step``.
+
+    Some: those stored when it was taken, which are not recorded; as many as it compared
+    (``peers``), this trial's among them.
+    """
+    others = [other for other in losses if other != tid]
+    for chosen in itertools.combinations(others, decision["peers"] - 1):
+        replay = scheduler.decide(tid, step, {t: losses[t] for t in (tid, *chosen)}).as_doc()
+        if (replay["stop"], replay["peers"]) == (decision["stop"], decision["peers"]) and (
+                replay["cutoff"] == decision["cutoff"] is None
+                or None not in (replay["cutoff"], decision["cutoff"])
+                and replay["cutoff"] == pytest.approx(decision["cutoff"], rel=1e-12)):  # nx-27017: 15 digits
+            return True
+    return False
+
+
+@pytest.mark.parametrize("name", ["asha", "median", "hyperband"])
+def test_decisions_agree_across_three_workers_and_a_master_restart(
+    name: str, mongo_url: str, workers: Workers, tmp_path: Path
 ) -> None:
     for _ in range(3):
-        workers.start(mongo_url, "--exp-key", "asha", "--idle-exit", "20", "--lease-seconds", "10")
-    args = ("--mongo", mongo_url, "--exp-key", "asha", "--max-evals", "15", "--scheduler", "asha",
+        workers.start(mongo_url, "--exp-key", name, "--idle-exit", "20", "--lease-seconds", "10")
+    args = ("--mongo", mongo_url, "--exp-key", name, "--max-evals", "15", "--scheduler", name,
             "--results-dir", str(tmp_path / "results"), "--lease-seconds", "10", "--no-tensorboard")
     log = tmp_path / "master.log"
     master = optimizer(*args, log=log, EPOCH_SECONDS="0.05")
-    store = MongoStore(mongo_url, "asha")
+    store = MongoStore(mongo_url, name)
     wait_until(lambda: store.count_by_state()[DONE] >= 5, 90, "5 finished trials")
     master.send_signal(signal.SIGKILL)
     master.wait(timeout=10)
@@ -63,34 +84,28 @@ def test_asha_decisions_agree_across_three_workers_and_a_master_restart(
     docs = store.trial_docs()
     assert len(docs) == 15 and all(d["result"]["status"] == "ok" for d in docs)
     assert len({d["owner"] for d in docs}) == 3, "every worker should have run trials"
-    experiment = store.get_experiment()
-    recorded = json.loads(experiment["env"]["HKS_SCHEDULER_CONFIG"])
-    asha = Asha(recorded["min_epochs"], recorded["reduction_factor"], recorded["max_epochs"])
-    assert recorded == {"name": "asha", "min_epochs": 1, "reduction_factor": 3, "max_epochs": training.EPOCHS}
-    rungs = [step for step in range(1, training.EPOCHS + 1) if asha.decides_at(0, step)]
-    assert rungs == [1, 3]
-    final = {step: store.step_losses(docs[0]["tid"], step) for step in rungs}
+    recorded = json.loads(store.get_experiment()["env"]["HKS_SCHEDULER_CONFIG"])
+    assert recorded == {"name": name, "min_epochs": 1, "reduction_factor": 3, "max_epochs": training.EPOCHS}
+    scheduler = schedulers.from_config(recorded)
+    final = {step: store.step_losses(docs[0]["tid"], step) for step in range(1, training.EPOCHS + 1)}
     stopped = [d for d in docs if d["result"].get("stopped")]
-    assert stopped and len(stopped) < len(docs), "ASHA should stop some trials and let others finish"
+    assert stopped and len(stopped) < len(docs), f"{name} should stop some trials and let others finish"
     for doc in docs:
-        reports, decisions, result = doc["reports"], doc["decisions"], doc["result"]
+        tid, reports, decisions, result = doc["tid"], doc["reports"], doc.get("decisions", {}), doc["result"]
         last = max(steps(reports))
-        # One decision at every rung the trial reached, and a stop is where its reports end.
-        assert steps(decisions) == [s for s in rungs if s <= last]
+        # One decision at every step the scheduler judges this trial at, up to where its reports end.
+        assert steps(decisions) == [s for s in range(1, last + 1) if scheduler.decides_at(tid, s)]
         for step, decision in decisions.items():
-            loss = reports[step]
-            # Each decision is ASHA's rule on the losses stored at that rung when it was taken.
-            assert decision["scheduler"] == "asha" and decision["cutoff"] in final[int(step)].values()
-            assert decision["stop"] == (loss > decision["cutoff"]) and decision["peers"] <= len(final[int(step)])
-            assert decision == store.decide(doc["tid"], "anyone", int(step), {"stop": not decision["stop"]})
+            assert decision["scheduler"] == name
+            # Each decision is the rule on the losses stored at that step when it was taken.
+            assert replayable(scheduler, tid, int(step), decision, final[int(step)]), (tid, step, decision)
+            # The first decision stays, whoever asks later.
+            assert decision == store.decide(tid, "anyone", int(step), {"stop": not decision["stop"]})
         if result.get("stopped"):
             assert result["stopped_at"] == last and decisions[str(last)]["stop"]
             assert result["loss"] == pytest.approx(min(reports.values()), rel=1e-12)  # nx-27017 keeps 15 digits
         else:
             assert last == training.EPOCHS and not any(d["stop"] for d in decisions.values())
-    # The first trial to reach a rung always goes on (nothing waits for a rung to fill).
-    alone = [d["decisions"]["1"] for d in docs if d["decisions"]["1"]["peers"] == 1]
-    assert alone and not any(decision["stop"] for decision in alone)
     mirrored = {t["tid"]: t["result"] for t in finished_trials(tmp_path)}
     assert {tid for tid, r in mirrored.items() if r.get("stopped")} == {d["tid"] for d in stopped}
 

@@ -16,6 +16,11 @@ them every finished trial again and only the new ones are written.
 - ``MlflowTracker`` (``pip install caviar[mlflow]``): one parent run per
   experiment and one nested child run per trial, in a local SQLite store under
   results/ unless MLFLOW_TRACKING_URI names another one.
+
+A trial that a scheduler stopped early (``"stopped": true`` in its result) is
+a finished trial, not a failed one: its MLflow run is FINISHED with the tags
+``stopped=true`` and ``stopped_at=<epoch>``, and its HParams session has
+``stopped`` true (false for every other trial).
 """
 
 from __future__ import annotations
@@ -148,7 +153,9 @@ class TensorBoardTracker:
 
     @staticmethod
     def _hparams(doc: dict[str, Any]) -> dict[str, Any]:
-        return {"status": _status(doc)} | scalar_params(doc.get("params") or {})
+        """The trial's point, its status and whether a scheduler stopped it (a column to filter on)."""
+        return {"status": _status(doc), "stopped": bool(doc["result"].get("stopped"))} | scalar_params(
+            doc.get("params") or {})
 
     def _folder(self, doc: dict[str, Any]) -> str:
         """A folder of its own for the trial, even if another trial has the same model name."""
@@ -335,6 +342,8 @@ class MlflowTracker:
                 "caviar.tid": str(doc["tid"]), "caviar.status": status}
         if result.get("error"):
             tags["caviar.error"] = str(result["error"])[:MAX_TAG_CHARS]
+        if result.get("stopped"):  # stopped early by the scheduler: a finished run, not a failed one
+            tags |= {"stopped": "true", "stopped_at": str(result.get("stopped_at"))}
         start_ms = int(1000 * (doc.get("book_time") or time.time()))
         end_ms = int(1000 * (doc.get("refresh_time") or time.time()))
         run_id = client.create_run(self._experiment_id, start_time=start_ms, tags=tags,

@@ -33,7 +33,9 @@ def train_once(path: Path) -> dict[str, Any]:
     split = Split(rng.integers(0, 256, (N_IMAGES, *SHAPE), dtype=np.uint8), fine, fine % N_COARSE)
     keras.utils.set_random_seed(0)
     model = build_model(TINY, SHAPE, N_FINE, N_COARSE)
-    history = model.fit(Batches(split, 8, seed=0), validation_data=Batches(split, 8), epochs=1, verbose=0).history
+    batches, checks = Batches(split, 8, seed=0), Batches(split, 8)
+    history = model.fit(batches, steps_per_epoch=len(batches), validation_data=checks, validation_steps=len(checks),
+                        epochs=1, shuffle=False, verbose=0).history
     inference_model(model).save(path)
     probabilities = keras.saving.load_model(path).predict(split.x, verbose=0)
     return {

@@ -170,25 +170,26 @@ def _split(n: int) -> Split:
                  np.arange(n, dtype=np.int32) // 2)
 
 
-def _epoch(batches: Batches) -> list[int]:
-    rows = [int(label) for i in range(len(batches)) for label in batches[i][1]["fine_outputs"]]
-    batches.on_epoch_end()
-    return rows
+def _epoch(batches: Batches, epoch: int = 0) -> list[int]:
+    """The rows of the stream's ``epoch``-th epoch, as Keras fetches them."""
+    return [int(label) for i in range(len(batches)) for label in batches[epoch * len(batches) + i][1]["fine_outputs"]]
 
 
 def test_batches_cover_every_image_once_per_epoch_in_a_seeded_order() -> None:
     split = _split(10)
     first, again = Batches(split, 4, seed=7), Batches(split, 4, seed=7)
     assert len(first) == 3 and [len(first[i][0]) for i in range(3)] == [4, 4, 2]
+    assert first.num_batches is None  # endless: fit takes steps_per_epoch=len(batches)
     x, labels = first[0]
     assert x.dtype == np.uint8 and np.array_equal(x[:, 0, 0, 0], labels["fine_outputs"])
     assert np.array_equal(labels["coarse_outputs"], labels["fine_outputs"] // 2)
-    epochs = [_epoch(first) for _ in range(3)]
-    assert epochs == [_epoch(again) for _ in range(3)]  # the same seed, the same orders
+    epochs = [_epoch(first, e) for e in range(3)]
+    assert epochs == [_epoch(again, e) for e in range(3)]  # the same seed, the same orders
     assert all(sorted(rows) == list(range(10)) for rows in epochs)
     assert len({tuple(rows) for rows in epochs}) == 3  # reshuffled each epoch
+    assert _epoch(first, 1) == epochs[1]  # whenever, and in whatever order, batches are fetched
     assert _epoch(Batches(split, 4, seed=8)) != epochs[0]
-    assert _epoch(Batches(split, 4)) == list(range(10))  # validation: in order, every epoch
+    assert _epoch(Batches(split, 4), 2) == list(range(10))  # validation: in order, every epoch
     resumed = Batches(split, 4, seed=7, first_epoch=2)  # a trial resumed after its second epoch
     assert _epoch(resumed) == epochs[2]
 

@@ -41,10 +41,11 @@ SPACE = {
 }
 EPOCHS = 3
 N_OK = 4
+STOPPED = 1  # the trial a scheduler stopped early
 
 
 def finished_docs() -> list[dict[str, Any]]:
-    """A real search's finished trials: N_OK with a 3-epoch history, then one failed."""
+    """A real search's finished trials: N_OK with a 3-epoch history (STOPPED's stopped after 2), then one failed."""
     store = LocalStore("tracking-test")
     search = Search(store, SPACE, "random", N_OK + 1, seed=3)
     for i in range(N_OK + 1):
@@ -53,12 +54,15 @@ def finished_docs() -> list[dict[str, Any]]:
         if i == N_OK:
             result = failure("ValueError: this architecture does not fit")
         else:
-            acc = [0.1 * (i + 1) + 0.05 * e for e in range(EPOCHS)]
+            epochs = 2 if i == STOPPED else EPOCHS
+            acc = [0.1 * (i + 1) + 0.05 * e for e in range(epochs)]
             result = {
                 "status": "ok", "loss": -max(acc), "fine_best_accuracy": max(acc), "n_params": 1000 + i,
-                "history": {"val_fine_outputs_accuracy": acc, "loss": [2.0 - 0.3 * e for e in range(EPOCHS)]},
+                "history": {"val_fine_outputs_accuracy": acc, "loss": [2.0 - 0.3 * e for e in range(epochs)]},
                 "model_name": f"model_{max(acc):.4f}_t{i}",
             }
+            if i == STOPPED:
+                result |= {"stopped": True, "stopped_at": epochs}
         assert store.finish(doc["tid"], "owner", result)
     docs = store.trial_docs()
     assert [d["state"] for d in docs] == [DONE] * (N_OK + 1)
@@ -127,6 +131,7 @@ def test_tensorboard_writes_scalars_hparams_and_the_experiment_config(tmp_path: 
         hparams = {k: v.WhichOneof("kind") for k, v in session.hparams.items()}
         assert session.group_name == run_name(doc)
         assert hparams["status"] == "string_value" and hparams["use_bn"] == "bool_value"
+        assert session.hparams["stopped"].bool_value == (doc is docs[STOPPED])
         assert hparams["lr"] == "number_value" and hparams["block.kind"] == "string_value"
         if doc is docs[-1]:
             assert session.hparams["status"].string_value == "fail"
@@ -147,7 +152,7 @@ def test_tensorboard_writes_scalars_hparams_and_the_experiment_config(tmp_path: 
     assert list(infos["status"].domain_discrete) and infos["use_bn"].HasField("domain_discrete")
     extra = infos["block.extra"]  # "None" or 2: no domain, so no dashboard filter hides either
     assert not extra.HasField("domain_discrete") and not extra.HasField("domain_interval")
-    assert infos["lr"].differs and infos["status"].differs and not infos["block.filters"].differs
+    assert infos["lr"].differs and infos["status"].differs and infos["stopped"].differs and not infos["block.filters"].differs
     lrs = [d["params"]["lr"] for d in docs]
     assert (infos["lr"].domain_interval.min_value, infos["lr"].domain_interval.max_value) == (min(lrs), max(lrs))
     metrics = [m.name.tag for m in experiment.metric_infos]
@@ -230,10 +235,14 @@ def test_mlflow_logs_a_parent_run_with_a_child_per_trial_and_resumes(
             assert "does not fit" in run.data.tags["caviar.error"] and artifacts_logged == []
             continue
         assert run.info.status == "FINISHED" and run.data.tags["caviar.status"] == "ok"
+        if doc is docs[STOPPED]:  # a finished run, tagged so that it can be told from the full ones
+            assert (run.data.tags["stopped"], run.data.tags["stopped_at"]) == ("true", "2")
+        else:
+            assert "stopped" not in run.data.tags and "stopped_at" not in run.data.tags
         history = client.get_metric_history(run.info.run_id, "val_fine_outputs_accuracy")
         expected = doc["result"]["history"]["val_fine_outputs_accuracy"]
         assert_per_epoch([(m.step, m.value) for m in history], expected)
-        assert len(client.get_metric_history(run.info.run_id, "loss")) == EPOCHS
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == len(expected)
         assert run.data.metrics["result/fine_best_accuracy"] == pytest.approx(max(expected))
         assert run.data.metrics["result/loss"] == pytest.approx(doc["result"]["loss"])
         drawable = doc["params"]["block"]["kind"] == "conv"
