@@ -11,7 +11,9 @@ Methods, each run with the same seeds:
 - ``optuna mv-tpe``: Optuna's ``TPESampler(multivariate=True, group=True)``;
 - ``optuna mv-tpe liar``: the same with ``constant_liar=True``;
 - ``optuna mv-tpe liar reseeded`` (an ablation, not run by default): Optuna's own loop with a
-  new sampler per trial seeded as tpe-mv seeds each proposal.
+  new sampler per trial seeded as tpe-mv seeds each proposal;
+- ``caviar tpe-mv iid`` (an ablation): tpe-mv with Optuna's i.i.d. random start-up points instead
+  of its scrambled Sobol' ones.
 
 Sequential runs (``seq``, one trial at a time) go in-process: Caviar's methods through
 ``Search.top_up`` on a ``LocalStore`` (the master's own proposal path), Optuna's through
@@ -71,10 +73,12 @@ from bench.problems import PROBLEMS, Params, Problem, attr, rms_distance  # noqa
 from caviar.store import DONE  # noqa: E402
 from caviar.store.local import LocalStore  # noqa: E402
 from caviar.store.mongo import MongoStore  # noqa: E402
+from optimizer.samplers.tpe_mv import MultivariateTPE  # noqa: E402
 from optimizer.search import Search, concrete_params, proposal_seed  # noqa: E402
 
 METHODS = ["caviar tpe", "caviar tpe-mv", "optuna mv-tpe", "optuna mv-tpe liar"]
-ABLATIONS = ["optuna mv-tpe liar reseeded"]  # tpe-mv's sampler life cycle on Optuna's own loop
+# tpe-mv's sampler life cycle on Optuna's own loop; tpe-mv without its low-discrepancy start-up
+ABLATIONS = ["optuna mv-tpe liar reseeded", "caviar tpe-mv iid"]
 CHECKPOINTS = (25, 50, 100)
 NEAR = 0.02
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -94,9 +98,12 @@ class Proposer:
 class CaviarProposer(Proposer):
     """The master's path: top the queue up to one trial, claim it as a worker would."""
 
-    def __init__(self, problem: Problem, algo: str, seed: int, evals: int):
+    def __init__(self, problem: Problem, algo: str, seed: int, evals: int, iid_startup: bool = False):
         self.store = LocalStore()
-        self.search = Search(self.store, problem.space(), algo, max_evals=evals, seed=seed)
+        space = problem.space()
+        self.search = Search(self.store, space, algo, max_evals=evals, seed=seed)
+        if iid_startup:
+            self.search.sampler = MultivariateTPE(Domain(lambda params: 0, space), qmc_startup=False)
 
     def ask(self) -> tuple[Any, Params]:
         self.search.top_up(1)
@@ -129,7 +136,7 @@ class OptunaProposer(Proposer):
 
 def proposer(method: str, problem: Problem, seed: int, evals: int) -> Proposer:
     if method.startswith("caviar"):
-        return CaviarProposer(problem, method.split()[1], seed, evals)
+        return CaviarProposer(problem, method.split()[1], seed, evals, iid_startup=method.endswith("iid"))
     return OptunaProposer(problem, "liar" in method, seed, reseeded=method.endswith("reseeded"))
 
 
