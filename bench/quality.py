@@ -11,9 +11,7 @@ Methods, each run with the same seeds:
 - ``optuna mv-tpe``: Optuna's ``TPESampler(multivariate=True, group=True)``;
 - ``optuna mv-tpe liar``: the same with ``constant_liar=True``;
 - ``optuna mv-tpe liar reseeded`` (an ablation, not run by default): Optuna's own loop with a
-  new sampler per trial seeded as tpe-mv seeds each proposal;
-- ``caviar tpe-mv iid`` (an ablation): tpe-mv with Optuna's i.i.d. random start-up points instead
-  of its scrambled Sobol' ones.
+  new sampler per trial seeded as tpe-mv seeds each proposal.
 
 Sequential runs (``seq``, one trial at a time) go in-process: Caviar's methods through
 ``Search.top_up`` on a ``LocalStore`` (the master's own proposal path), Optuna's through
@@ -73,12 +71,10 @@ from bench.problems import PROBLEMS, Params, Problem, attr, rms_distance  # noqa
 from caviar.store import DONE  # noqa: E402
 from caviar.store.local import LocalStore  # noqa: E402
 from caviar.store.mongo import MongoStore  # noqa: E402
-from optimizer.samplers.tpe_mv import MultivariateTPE  # noqa: E402
 from optimizer.search import Search, concrete_params, proposal_seed  # noqa: E402
 
 METHODS = ["caviar tpe", "caviar tpe-mv", "optuna mv-tpe", "optuna mv-tpe liar"]
-# tpe-mv's sampler life cycle on Optuna's own loop; tpe-mv without its low-discrepancy start-up
-ABLATIONS = ["optuna mv-tpe liar reseeded", "caviar tpe-mv iid"]
+ABLATIONS = ["optuna mv-tpe liar reseeded"]  # tpe-mv's sampler life cycle on Optuna's own loop
 CHECKPOINTS = (25, 50, 100)
 NEAR = 0.02
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -98,12 +94,9 @@ class Proposer:
 class CaviarProposer(Proposer):
     """The master's path: top the queue up to one trial, claim it as a worker would."""
 
-    def __init__(self, problem: Problem, algo: str, seed: int, evals: int, iid_startup: bool = False):
+    def __init__(self, problem: Problem, algo: str, seed: int, evals: int):
         self.store = LocalStore()
-        space = problem.space()
-        self.search = Search(self.store, space, algo, max_evals=evals, seed=seed)
-        if iid_startup:
-            self.search.sampler = MultivariateTPE(Domain(lambda params: 0, space), qmc_startup=False)
+        self.search = Search(self.store, problem.space(), algo, max_evals=evals, seed=seed)
 
     def ask(self) -> tuple[Any, Params]:
         self.search.top_up(1)
@@ -136,7 +129,7 @@ class OptunaProposer(Proposer):
 
 def proposer(method: str, problem: Problem, seed: int, evals: int) -> Proposer:
     if method.startswith("caviar"):
-        return CaviarProposer(problem, method.split()[1], seed, evals, iid_startup=method.endswith("iid"))
+        return CaviarProposer(problem, method.split()[1], seed, evals)
     return OptunaProposer(problem, "liar" in method, seed, reseeded=method.endswith("reseeded"))
 
 
