@@ -59,21 +59,6 @@ class Param:
             return float(value * self.q)
         return int(value) if isinstance(self.distribution, (CategoricalDistribution, IntDistribution)) else float(value)
 
-    def from_unit(self, u: float) -> Any:
-        """The Optuna value at ``u`` in [0, 1): a quantile of the uniform law on the (log-)range, as Optuna's
-        random sampler draws it, so that evenly spread ``u`` give evenly spread values."""
-        dist = self.distribution
-        if isinstance(dist, CategoricalDistribution):
-            return dist.choices[min(int(u * len(dist.choices)), len(dist.choices) - 1)]
-        if isinstance(dist, IntDistribution):  # each integer gets its interval of width 1 (log: in log space)
-            low, high = dist.low - 0.5, dist.high + 0.5
-            value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if dist.log else low + u * (high - low)
-            return min(max(round(value), dist.low), dist.high)
-        assert isinstance(dist, FloatDistribution)
-        if dist.log:
-            return min(math.exp(math.log(dist.low) + u * (math.log(dist.high) - math.log(dist.low))), dist.high)
-        return min(dist.low + u * (dist.high - dist.low), dist.high)
-
     def sample_prior(self, rng: np.random.Generator) -> Any:
         """A draw from the hyperopt prior, for parameters Optuna cannot model."""
         return np.asarray(pyll_sample(self.node, rng=rng)).item()

@@ -4,11 +4,7 @@ Optuna's TPE models the parameters jointly (``multivariate``), per group of
 parameters that occur together (``group``: the branches of nested choices), and
 with ``constant_liar`` it counts every pending trial as a bad result, so points
 proposed in parallel spread out instead of piling onto the same optimum. Its
-start-up phase counts finished trials only; its points are not Optuna's i.i.d.
-random ones but a scrambled Sobol' sequence over the whole space (``_qmc``), one
-dimension per parameter, inactive branches included: they cover the space more
-evenly, which on held-out seeds left TPE closer to the optimum on the
-continuous problems of ``bench/quality.py`` and no worse on the conditional one.
+start-up phase (random points) counts finished trials only.
 
 The Optuna study lives in memory and is kept between calls: each call adds the
 trials that finished or appeared since the last one, in tid order, so a study
@@ -22,40 +18,29 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import optuna
 from hyperopt import Domain
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.search_space.group_decomposed import _SearchSpaceGroup
 from optuna.trial import TrialState, create_trial
 
-from caviar.store import DONE
 from optimizer.samplers._base import Doc, Sampler, Vals
-from optimizer.samplers._qmc import run_key, sobol_point
 from optimizer.samplers._space import Param, translate
+from caviar.store import DONE
 
 log = logging.getLogger(__name__)
 
 # Optuna's default; like hyperopt's 20 it is a number of *finished* trials here.
 N_STARTUP_TRIALS = 10
-# Start-up points from a scrambled Sobol' sequence (``_qmc``) rather than Optuna's i.i.d. random ones.
-QMC_STARTUP = True
 
 
 class MultivariateTPE(Sampler):
-    """Optuna's ``TPESampler(multivariate=True, group=True, constant_liar=True)`` driven ask-and-tell,
-    after ``n_startup_trials`` low-discrepancy start-up points (``qmc_startup``; else Optuna's random ones)."""
+    """Optuna's ``TPESampler(multivariate=True, group=True, constant_liar=True)`` driven ask-and-tell."""
 
-    def __init__(self, domain: Domain, n_startup_trials: int = N_STARTUP_TRIALS, constant_liar: bool = True,
-                 qmc_startup: bool = QMC_STARTUP):
+    def __init__(self, domain: Domain, n_startup_trials: int = N_STARTUP_TRIALS, constant_liar: bool = True):
         super().__init__(domain)
         self.params = translate(domain.expr)
         self.modelled = [p for p in self.params if p.distribution is not None]
@@ -63,42 +48,17 @@ class MultivariateTPE(Sampler):
         if prior:
             log.warning("tpe-mv cannot model %s %s: drawn from the hyperopt prior instead",
                         "parameter" if len(prior) == 1 else "parameters", ", ".join(map(repr, prior)))
-        self.n_startup_trials, self.constant_liar, self.qmc_startup = n_startup_trials, constant_liar, qmc_startup
+        self.n_startup_trials, self.constant_liar = n_startup_trials, constant_liar
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # no line per trial told or sampled alone
         self.study = optuna.create_study(direction="minimize")
         self._done: set[int] = set()
         self._running: dict[int, int] = {}  # tid -> Optuna trial number of a pending trial
         self._pending_dists: dict[int, dict[str, BaseDistribution]] = {}  # tid -> its parameters' distributions
         self._n_trials = 0  # trials in the study (without copying them all to count them)
-        self._n_complete = 0  # of them COMPLETE: what ends the start-up phase, as in Optuna
-        self._first: tuple[int, Vals] | None = None  # the run's first trial: tid and values
         self._groups = _GroupedSpace()
 
     def propose(self, tid: int, seed: int, finished: Sequence[Doc], pending: Sequence[Doc]) -> Vals:
-        retry = tid in self._running  # the point proposed for this tid was refused as a duplicate
         self._sync(finished, pending)
-        rng = np.random.default_rng(seed)
-        if self.qmc_startup and self._n_complete < self.n_startup_trials and not retry:  # a retry: TPE's random point
-            vals = self._startup_point(tid, seed, rng)
-        else:
-            vals = self._tpe_point(seed, rng)
-        self._add(tid, vals, TrialState.RUNNING)
-        return vals
-
-    def _startup_point(self, tid: int, seed: int, rng: np.random.Generator) -> Vals:
-        """Point ``tid - first tid`` of the run's scrambled Sobol' sequence, one dimension per parameter.
-
-        The first trial (none seen yet) is point 0 of a sequence scrambled by its own seed: a uniform
-        draw. It keys every later start-up point (see ``_qmc``), so they depend on the tid and that
-        first point only, which a resumed search reads back from the store.
-        """
-        key = seed if self._first is None else run_key(self._first[1])
-        index = 0 if self._first is None else tid - self._first[0]
-        u = sobol_point(len(self.params), index, key)
-        return self._vals(lambda p, i: p.from_unit(u[i]), rng)
-
-    def _tpe_point(self, seed: int, rng: np.random.Generator) -> Vals:
-        """Optuna's TPE proposal (its own random points while it has fewer than ``n_startup_trials``)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study.sampler = optuna.samplers.TPESampler(
@@ -108,22 +68,19 @@ class MultivariateTPE(Sampler):
         self.study.sampler._group_decomposed_search_space = self._groups  # kept, not recomputed: see _GroupedSpace
         trial = self.study.ask()
         self._n_trials += 1
-        vals = self._vals(lambda p, i: _suggest(trial, p), rng)
-        # The asked trial also holds values of inactive branches (Optuna's relative sample), which
-        # the constant liar would use: it is replaced by the pending trial a resumed search would add.
-        self.study.tell(trial.number, state=TrialState.FAIL)
-        return vals
-
-    def _vals(self, value: Callable[[Param, int], Any], rng: np.random.Generator) -> Vals:
-        """A proposal: ``value(param, its index)`` (in Optuna's terms) for every active modelled parameter."""
+        rng = np.random.default_rng(seed)
         vals: Vals = {}
-        for i, p in enumerate(self.params):  # parents first, so a child sees the choice above it
+        for p in self.params:  # parents first, so a child sees the choice above it
             if not p.active(vals):
                 vals[p.label] = []
             elif p.distribution is None:
                 vals[p.label] = [p.sample_prior(rng)]
             else:
-                vals[p.label] = [p.to_hyperopt(value(p, i))]
+                vals[p.label] = [p.to_hyperopt(_suggest(trial, p))]
+        # The asked trial also holds values of inactive branches (Optuna's relative sample), which
+        # the constant liar would use: it is replaced by the pending trial a resumed search would add.
+        self.study.tell(trial.number, state=TrialState.FAIL)
+        self._add(tid, vals, TrialState.RUNNING)
         return vals
 
     def _sync(self, finished: Sequence[Doc], pending: Sequence[Doc]) -> None:
@@ -149,8 +106,6 @@ class MultivariateTPE(Sampler):
 
     def _add(self, tid: int, vals: Vals, state: TrialState, value: float | None = None) -> None:
         """Add a trial the study has not seen: finished (with its loss, or failed) or pending (RUNNING)."""
-        if self._first is None or tid < self._first[0]:
-            self._first = tid, vals
         modelled = [p for p in self.modelled if vals.get(p.label)]
         params = {p.label: p.to_optuna(vals[p.label][0]) for p in modelled}
         dists = {p.label: p.distribution for p in modelled}
@@ -171,7 +126,6 @@ class MultivariateTPE(Sampler):
 
     def _completed(self, number: int, dists: dict[str, BaseDistribution]) -> None:
         """Trial ``number`` (with these parameters) is COMPLETE."""
-        self._n_complete += 1
         self._groups.add(number, dists)
 
 

@@ -60,27 +60,6 @@ def test_each_kind_gets_the_expected_optuna_distribution():
     assert params["u"].conditions == frozenset({()})
 
 
-def test_unit_quantiles_cover_each_distribution_evenly_from_end_to_end():
-    """``from_unit`` maps [0, 1) onto each range: the ends reach its ends, equal slices get each value equally."""
-    modelled = [p for p in translate(Domain(lambda p: 0, EVERY_KIND).expr) if p.distribution is not None]
-    grid = (np.arange(1200) + 0.5) / 1200
-    for p in modelled:
-        values = [p.from_unit(u) for u in grid]
-        assert all(p.distribution._contains(p.distribution.to_internal_repr(v)) for v in values), p.label
-        if isinstance(p.distribution, FloatDistribution):
-            low, high = (np.log(b) if p.distribution.log else b for b in (p.distribution.low, p.distribution.high))
-            assert p.from_unit(0.0) == pytest.approx(p.distribution.low) and p.from_unit(1 - 1e-12) <= p.distribution.high
-            scaled = [(np.log(v) if p.distribution.log else v) for v in values]
-            assert np.allclose(np.diff(scaled), (high - low) / 1200), p.label
-        else:
-            choices = p.distribution.choices if isinstance(p.distribution, CategoricalDistribution) else range(
-                p.distribution.low, p.distribution.high + 1)
-            counts = [values.count(c) for c in choices]
-            if not (isinstance(p.distribution, IntDistribution) and p.distribution.log):
-                assert max(counts) - min(counts) <= 1, (p.label, counts)
-            assert min(counts) > 0, (p.label, counts)
-
-
 @pytest.mark.parametrize("space", [EVERY_KIND, CIFAR_SPACE], ids=["every-kind", "cifar"])
 def test_hyperopt_values_round_trip_through_optuna_to_the_same_concrete_params(space):
     domain, points = hyperopt_points(space, 300)
