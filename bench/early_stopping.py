@@ -1,13 +1,19 @@
 """Early stopping: epochs and wall time to a good CNN, with and without stopping, beside Optuna's pruners.
 
-    python -m bench.early_stopping [--trials 20] [--epochs 9] [--images 2000] [--workers 2] [--seeds 0 1 2]
+    python -m bench.early_stopping [--trials 20] [--stopping-trials 60] [--epochs 9] [--images 2000]
+        [--workers 2] [--seeds 0 1 2]
         [--systems caviar-none caviar-asha optuna-sh optuna-hb] [--output bench/results/early_stopping.md]
 
 Every system searches the same CPU-sized CNN space (``SPACE``: conv blocks,
 filters, dense units, dropout, learning rate, batch size) on the real CIFAR-10
 subset (``--data``: the first ``--images`` training images, 20% held out for
-validation; the first 1,000 test images), ``--trials`` trials of up to
-``--epochs`` epochs, over ``--workers`` processes, one system after the other:
+validation; the first 1,000 test images), with trials of up to ``--epochs``
+epochs, over ``--workers`` processes, one system after the other, all with the
+same budget of GPU work: ``caviar-none`` runs ``--trials`` trials (every one to
+its last epoch), the early-stopping systems run up to ``--stopping-trials`` and
+are measured on the trials that finished within the epochs ``caviar-none``
+used (stopping bad trials early is worth what the saved epochs buy: more
+configurations tried):
 
 - ``caviar-none`` / ``caviar-asha``: ``python -m optimizer --mongo`` (TPE) and
   ``--workers`` ``python -m worker`` processes on a fresh nx-27017 server,
@@ -177,10 +183,26 @@ class Run:
 
 
 
+def trials_of(system: str, args: argparse.Namespace) -> int:
+    """How many trials a system runs: the early-stopping ones more, for the same budget of epochs."""
+    return args.trials if system == "caviar-none" else args.stopping_trials
+
+
+def within(run: Run, budget: int) -> Run:
+    """``run`` cut to the trials that finished within ``budget`` epochs (in the order they finished)."""
+    epochs, kept = 0, []
+    for trial in run.trials:
+        epochs += trial["epochs_trained"]
+        if epochs > budget:
+            break
+        kept.append(trial)
+    return Run(run.system, run.start, run.wall, kept)
+
+
 def run_caviar(scheduler: str, seed: int, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
     start, wall, docs = run_search(workdir, f"caviar-{scheduler}-{seed}", ["--seed", str(seed),
         "--space", "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective",
-        "--max-evals", str(args.trials), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
+        "--max-evals", str(trials_of(f"caviar-{scheduler}", args)), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
         "--results-dir", str(workdir / f"results-{scheduler}-{seed}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
     ], args.workers, search_env(bench_env))
     trials = [d["result"] for d in docs if d["result"].get("status") == "ok"]
@@ -195,7 +217,7 @@ def run_optuna(pruner: str, seed: int, args: argparse.Namespace, workdir: Path, 
     log = open(workdir / f"optuna-{pruner}-{seed}.log", "wb")
     start = time.time()
     procs = [subprocess.Popen([sys.executable, "-m", "bench.early_stopping", "optuna-worker", "--journal", journal,
-                               "--pruner", pruner, "--trials", str(args.trials),
+                               "--pruner", pruner, "--trials", str(trials_of(f"optuna-{pruner}", args)),
                                "--seed", str(seed * args.workers + i)],
                               cwd=ROOT, env=search_env(bench_env), stdout=log, stderr=subprocess.STDOUT)
              for i in range(args.workers)]
@@ -304,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--pruner", choices=["sh", "hb"], required=True)
     worker.add_argument("--trials", type=int, required=True)
     worker.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--trials", type=int, default=20, help="trials of the search without stopping")
+    p.add_argument("--stopping-trials", type=int, default=60,
+                   help="at most this many trials with stopping; only those within the epochs of --trials count")
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--images", type=int, default=2000, help="training images, 20%% of them for validation")
     p.add_argument("--workers", type=int, default=2)
@@ -327,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             kind, _, variant = system.partition("-")
             print(f"running {system}, seed {seed} ...", flush=True)
             run = (run_caviar if kind == "caviar" else run_optuna)(variant, seed, args, workdir, bench_env)
+            if system != "caviar-none":
+                run = within(run, args.trials * args.epochs)
             print(json.dumps({"system": system, "seed": seed, "wall": round(run.wall),
                               "epochs": sum(t["epochs_trained"] for t in run.trials)}), flush=True)
             runs.append(run)
@@ -334,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     sections = [f"Seed {seed}: {table(runs)}" for seed, runs in zip(args.seeds, by_seed)]
     if len(by_seed) > 1:
         sections.append(summary(by_seed))
-    text = (f"# Early stopping benchmark, {dt.date.today()}\n\n{args.trials} trials of up to {args.epochs} epochs, "
+    text = (f"# Early stopping benchmark, {dt.date.today()}\n\n{args.trials} trials of up to {args.epochs} epochs "
+            f"without stopping; with stopping, up to {args.stopping_trials} trials, counted within the same "
+            f"{args.trials * args.epochs} epochs; "
             f"{args.images} CIFAR-10 images (20% validation), {TEST_IMAGES} test images, {args.workers} workers, "
             f"{os.cpu_count()} CPU cores; command: `python -m bench.early_stopping "
             f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n" + "\n\n".join(sections) + "\n")

@@ -314,25 +314,34 @@ def tool(name: str, args: argparse.Namespace) -> int:
 
 
 def show_status(store: Any, experiment: dict[str, Any], results: Any, args: argparse.Namespace) -> int:
-    """Print the status once, or every ``--watch`` seconds until Ctrl-C (which ends it quietly)."""
+    """Print the status once, or every ``--watch`` seconds until Ctrl-C (which ends it quietly).
+
+    Ctrl-C (SIGINT) only sets a flag, read between two prints: an exception
+    raised at any instant could leave a lock of the output or of logging held,
+    and the exit would then wait on it forever.
+    """
     import json
+    import signal
     import time
 
     from caviar.output.status import collect, render
 
-    try:
-        while True:
-            if results is not None and args.watch:  # an embedded search moves on: read its files again
-                store, experiment, results = open_experiment(args)
-            status = collect(store, experiment, running=None if results is None else results.running())
-            text = json.dumps(status, indent=2) if args.json else render(status)
-            if not args.watch:
-                print(text)
-                return 0
-            print("\x1b[H\x1b[2J" + text, flush=True)
-            time.sleep(args.watch)
-    except KeyboardInterrupt:
-        return 0
+    stopped: list[int] = []
+    if args.watch:
+        signal.signal(signal.SIGINT, lambda signum, _frame: stopped.append(signum))
+    while not stopped:
+        if results is not None and args.watch:  # an embedded search moves on: read its files again
+            store, experiment, results = open_experiment(args)
+        status = collect(store, experiment, running=None if results is None else results.running())
+        text = json.dumps(status, indent=2) if args.json else render(status)
+        if not args.watch:
+            print(text)
+            return 0
+        print("\x1b[H\x1b[2J" + text, flush=True)
+        deadline = time.monotonic() + args.watch
+        while not stopped and time.monotonic() < deadline:
+            time.sleep(min(0.05, args.watch))
+    return 0
 
 
 def render_best(summary: dict[str, Any], experiment: dict[str, Any]) -> str:
