@@ -282,11 +282,11 @@ def summary(by_seed: list[list[Run]]) -> str:
                 None if within is None else within["test_accuracy"]))
 
     def median(values: list[float | None], digits: int) -> str:
-        known = [v for v in values if v is not None]
-        missing = len(values) - len(known)
-        if not known:
-            return "-"
-        return f"{statistics.median(known):.{digits}f}" + (f" ({missing} of {len(values)} never)" if missing else "")
+        """The median, a seed that never reached the target counting as the worst (infinitely many epochs)."""
+        middle = statistics.median([math.inf if v is None else v for v in values])
+        never = sum(v is None for v in values)
+        text = "never" if math.isinf(middle) else f"{middle:.{digits}f}"
+        return text + (f" ({never} of {len(values)} never)" if never else "")
 
     lines = [f"Medians over {len(by_seed)} seeds:", "",
              "| system | epochs to target / caviar-none's epochs | / caviar-none's epochs to target | "
