@@ -22,7 +22,7 @@ from caviar.output.progress import Progress
 from caviar.output.results import ResultsDir
 from caviar.output.tracking import Tracker
 from caviar.runner import discard_artifacts, run_trial
-from caviar.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
+from caviar.store import DONE, NEW, RUNNING, NewItems, TrialStore, best_doc, is_ok
 from optimizer.search import Search
 
 if TYPE_CHECKING:  # the embedded mode runs without pymongo
@@ -91,8 +91,7 @@ class Recorder:
         self.trackers = list(trackers)
         self._tracked: set[int] = set()
         self._failed = 0
-        self._finished: list[dict[str, Any]] | None = None  # the caller's list, which only grows
-        self._observed = 0  # how much of it was handled
+        self._newly_finished = NewItems()
 
     def observe(self, counts: dict[int, int], workers: int | None = None,
                 finished: list[dict[str, Any]] | None = None) -> None:
@@ -105,10 +104,7 @@ class Recorder:
         """
         if finished is None:
             finished = [d for d in self.store.trial_docs() if d["state"] == DONE]
-        if finished is not self._finished:
-            self._finished, self._observed = finished, 0
-        new = [d for d in finished[self._observed:] if d["tid"] not in self._tracked]
-        self._observed = len(finished)
+        new = [d for d in self._newly_finished.take(finished) if d["tid"] not in self._tracked]
         best = self.results.update(new)
         for doc in new:
             for tracker in self.trackers:

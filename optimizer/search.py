@@ -21,7 +21,7 @@ from caviar.objective import to_plain
 from optimizer.samplers import ALGORITHMS
 from optimizer.samplers._base import Doc
 from optimizer.samplers.registry import SAMPLERS
-from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
+from caviar.store import DONE, NEW, RUNNING, NewItems, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,8 @@ class Search:
         self.sampler = SAMPLERS[algo](self._domain)
         self.exhausted = False
         self._keys: dict[int, Any] = {}  # tid -> vals_key: a trial's point never changes
-        self._finished: list[Doc] | None = None  # the caller's list of finished trials, which only grows
-        self._finished_keys: set[Any] = set()  # the points of its first _keyed trials
-        self._keyed = 0
+        self._newly_finished = NewItems()
+        self._finished_keys: set[Any] = set()  # the points of the finished trials taken so far
 
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
@@ -89,10 +88,10 @@ class Search:
             docs = self.store.trial_docs()
             finished = [d for d in docs if d["state"] == DONE]
             pending = [d for d in docs if d["state"] != DONE]
-        if finished is not self._finished:  # another list: key it from the start
-            self._finished, self._finished_keys, self._keyed = finished, set(), 0
-        self._finished_keys.update(self._key(d) for d in finished[self._keyed:])
-        self._keyed = len(finished)
+        new = self._newly_finished.take(finished)
+        if len(new) == len(finished):  # a list read anew (or a first one): key it from the start
+            self._finished_keys = set()
+        self._finished_keys.update(self._key(d) for d in new)
         seen = {self._key(d) for d in pending}
         new_docs: list[Doc] = []
         for tid in self.store.new_tids(wanted):

@@ -37,6 +37,21 @@ NEW, RUNNING, DONE = 0, 1, 2
 MAX_LEASE_LOSSES = 3
 
 
+class NewItems:
+    """Reads a list that only grows (``TrialView.finished``) a piece at a time: ``take`` returns what was
+    appended since the last call; given another list, it starts that one from the beginning."""
+
+    def __init__(self) -> None:
+        self._items: list[Any] | None = None
+        self._read = 0
+
+    def take(self, items: list[Any]) -> list[Any]:
+        if items is not self._items:
+            self._items, self._read = items, 0
+        new, self._read = items[self._read:], len(items)
+        return new
+
+
 def is_ok(doc: dict[str, Any]) -> bool:
     """True for a finished trial whose objective succeeded."""
     return doc["state"] == DONE and doc["result"].get("status") == STATUS_OK

@@ -56,6 +56,26 @@ def test_update_writes_json_pickle_and_best(tmp_path):
     assert results.update([doc(0, -0.3), doc(1, -0.4)]) is None  # nothing new
 
 
+def pickled_tids(path):
+    with open(path / "results.pkl", "rb") as f:
+        return [t["tid"] for t in pickle.load(f).trials]
+
+
+def test_a_mirror_of_mongodb_rewrites_the_pickle_at_most_so_often_and_when_flushed(tmp_path):
+    mirror = ResultsDir(str(tmp_path), pickle_seconds=3600)
+    mirror.update([doc(0, -0.3)])
+    assert pickled_tids(tmp_path) == [0]  # the first write is due at once
+    assert mirror.update([doc(0, -0.3), doc(1, -0.5)])["tid"] == 1  # best.json and the JSON at once...
+    assert pickled_tids(tmp_path) == [0] and any("_tid00001_" in n for n in os.listdir(tmp_path))
+    mirror.flush()  # ...results.pkl at the end
+    assert pickled_tids(tmp_path) == [0, 1]
+    (tmp_path / "embedded").mkdir()
+    embedded = ResultsDir(str(tmp_path / "embedded"))
+    for tid in range(3):
+        embedded.update([doc(tid, -0.1)])
+        assert pickled_tids(tmp_path / "embedded") == list(range(tid + 1))  # after every trial
+
+
 def test_resume_reads_back_the_pickle(tmp_path):
     ResultsDir(str(tmp_path)).update([doc(0, -0.3), doc(1)])
     again = ResultsDir(str(tmp_path))
