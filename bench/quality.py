@@ -7,7 +7,8 @@
 Methods, each run with the same seeds:
 
 - ``caviar tpe``: hyperopt's independent TPE through Caviar (``--algo tpe``);
-- ``caviar tpe-mv``: the default (``--algo tpe-mv``);
+- ``caviar gp``: the default (``--algo gp``, Bayesian optimization with a Gaussian process);
+- ``caviar tpe-mv``: Optuna's multivariate TPE with a constant liar through Caviar (``--algo tpe-mv``);
 - ``optuna mv-tpe``: Optuna's ``TPESampler(multivariate=True, group=True)``;
 - ``optuna mv-tpe liar``: the same with ``constant_liar=True``;
 - ``optuna mv-tpe liar reseeded`` (an ablation, not run by default): Optuna's own loop with a
@@ -73,7 +74,7 @@ from caviar.store.local import LocalStore  # noqa: E402
 from caviar.store.mongo import MongoStore  # noqa: E402
 from optimizer.search import Search, concrete_params, proposal_seed  # noqa: E402
 
-METHODS = ["caviar tpe", "caviar tpe-mv", "optuna mv-tpe", "optuna mv-tpe liar"]
+METHODS = ["caviar tpe", "caviar tpe-mv", "caviar gp", "optuna mv-tpe", "optuna mv-tpe liar"]
 ABLATIONS = ["optuna mv-tpe liar reseeded"]  # tpe-mv's sampler life cycle on Optuna's own loop
 CHECKPOINTS = (25, 50, 100)
 NEAR = 0.02

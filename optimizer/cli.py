@@ -54,7 +54,8 @@ def build_parser(family: ModelFamily | None = None) -> Parser:
     p.env_option("--space", "HKS_SPACE", family.space if family else None,
                  help="hyperopt space as module:attribute (default: the model family's)")
     p.env_option("--algo", "HKS_ALGO", DEFAULT_ALGORITHM, choices=[*ALGORITHMS, "grid"],
-                 help="search algorithm: tpe-mv (Optuna's multivariate TPE with a constant liar), hyperopt's "
+                 help="search algorithm: gp (Bayesian optimization with a Gaussian process), tpe-mv (Optuna's "
+                 "multivariate TPE with a constant liar), hyperopt's "
                  "tpe, random, anneal; grid: every point of a space of choices and finite q-steps, in order")
     p.env_option("--max-evals", "HKS_MAX_EVALS", 50, int_from(1, MAX_EVALS),
                  help="total finished trials (ok or failed) the experiment should hold")

@@ -5,7 +5,7 @@ starts without importing hyperopt's algorithms or Optuna.
 """
 
 # What the CLI offers (``choices=ALGORITHMS, default=DEFAULT_ALGORITHM``); ``registry.SAMPLERS`` has one per name.
-ALGORITHMS: tuple[str, ...] = ("tpe-mv", "tpe", "random", "anneal")
-DEFAULT_ALGORITHM = "tpe-mv"
+ALGORITHMS: tuple[str, ...] = ("gp", "tpe-mv", "tpe", "random", "anneal")
+DEFAULT_ALGORITHM = "gp"
 
 __all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM"]

@@ -20,6 +20,7 @@ caller so that a resumed search proposes what an uninterrupted one would have.
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, Sequence
 
 from hyperopt import Domain
@@ -37,3 +38,12 @@ class Sampler(abc.ABC):
     @abc.abstractmethod
     def propose(self, tid: int, seed: int, finished: Sequence[Doc], pending: Sequence[Doc]) -> Vals:
         """The point for trial ``tid``: the same arguments (and seed) always give the same point."""
+
+
+def finished_loss(doc: Doc) -> float | None:
+    """A finished trial's loss, or None when it failed (or its loss is not a finite number)."""
+    result = doc["result"]
+    loss = result.get("loss")
+    if result.get("status") != "ok" or not isinstance(loss, (int, float)) or not math.isfinite(loss):
+        return None
+    return float(loss)

@@ -1,4 +1,4 @@
-"""Every sampler by its ``--algo`` name: Optuna's multivariate TPE, and hyperopt's own algorithms."""
+"""Every sampler by its ``--algo`` name: a Gaussian process, Optuna's multivariate TPE, and hyperopt's own algorithms."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Callable
 from hyperopt import Domain, anneal, rand, tpe
 
 from optimizer.samplers._base import Sampler
+from optimizer.samplers.gp import GaussianProcessSampler
 from optimizer.samplers.hyperopt_algos import HyperoptSampler
 from optimizer.samplers.tpe_mv import MultivariateTPE
 
 SAMPLERS: dict[str, Callable[[Domain], Sampler]] = {
+    "gp": GaussianProcessSampler,
     "tpe-mv": MultivariateTPE,
     "tpe": partial(HyperoptSampler, suggest=tpe.suggest),
     "random": partial(HyperoptSampler, suggest=rand.suggest, history=False),

@@ -16,7 +16,6 @@ duplicates, failed, which TPE ignores).
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from typing import Any, Sequence
 
@@ -27,7 +26,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.search_space.group_decomposed import _SearchSpaceGroup
 from optuna.trial import TrialState, create_trial
 
-from optimizer.samplers._base import Doc, Sampler, Vals
+from optimizer.samplers._base import Doc, Sampler, Vals, finished_loss
 from optimizer.samplers._space import Param, translate
 from caviar.store import DONE
 
@@ -88,12 +87,12 @@ class MultivariateTPE(Sampler):
         new = [d for d in finished if d["tid"] not in self._done and d["tid"] not in self._running]
         new += [d for d in pending if d["tid"] not in self._running]
         for doc in sorted(new, key=lambda d: d["tid"]):
-            value = _value(doc) if doc["state"] == DONE else None
+            value = finished_loss(doc) if doc["state"] == DONE else None
             state = TrialState.RUNNING if doc["state"] != DONE else _finished_state(value)
             self._add(doc["tid"], doc["misc"]["vals"], state, value)
         for doc in finished:
             if doc["tid"] in self._running:
-                value = _value(doc)
+                value = finished_loss(doc)
                 number, dists = self._running.pop(doc["tid"]), self._pending_dists.pop(doc["tid"])
                 self.study.tell(number, value, state=_finished_state(value))
                 self._done.add(doc["tid"])
@@ -158,15 +157,6 @@ class _GroupedSpace:
 
 def _finished_state(value: float | None) -> TrialState:
     return TrialState.COMPLETE if value is not None else TrialState.FAIL
-
-
-def _value(doc: Doc) -> float | None:
-    """A finished trial's loss, or None when it failed (or its loss is not a finite number)."""
-    result = doc["result"]
-    loss = result.get("loss")
-    if result.get("status") != "ok" or not isinstance(loss, (int, float)) or not math.isfinite(loss):
-        return None
-    return float(loss)
 
 
 def _suggest(trial: optuna.Trial, p: Param) -> Any:

@@ -127,7 +127,7 @@ def one_error_line(result):
     [
         (["--max-evals", "0"], {}, 2, "argument --max-evals: invalid an integer from 1 to 1000000 value: '0'"),
         ([], {"HKS_MAX_EVALS": "many"}, 2, "HKS_MAX_EVALS='many' is not an integer from 1 to 1000000"),
-        ([], {"HKS_ALGO": "bayes"}, 2, "HKS_ALGO='bayes' is not one of tpe-mv, tpe, random, anneal, grid"),
+        ([], {"HKS_ALGO": "bayes"}, 2, "HKS_ALGO='bayes' is not one of gp, tpe-mv, tpe, random, anneal, grid"),
         (["--objective", "neural_net:CNN"], {"HKS_DATASET": "svhn"}, 2, "HKS_DATASET='svhn' is not one of cifar100"),
         (["--algo", "bayes"], {}, 2, "invalid choice: 'bayes'"),
         (["--lease-seconds", "-1"], {}, 2, "--lease-seconds"),

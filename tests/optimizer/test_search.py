@@ -94,8 +94,8 @@ def test_queue_target_counts_queued_trials_only_and_respects_remaining():
     assert search.top_up(10) == 0
 
 
-def test_tpe_mv_is_the_default_algorithm():
-    assert DEFAULT_ALGORITHM == "tpe-mv" and DEFAULT_ALGORITHM in ALGORITHMS
+def test_gp_is_the_default_algorithm():
+    assert DEFAULT_ALGORITHM == "gp" and DEFAULT_ALGORITHM in ALGORITHMS
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)

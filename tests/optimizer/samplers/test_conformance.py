@@ -1,5 +1,7 @@
 """One suite run over every sampler: valid points, deterministic for a seed, resumable, no duplicates, None branches."""
 
+import itertools
+import logging
 import math
 
 import pytest
@@ -9,6 +11,7 @@ from caviar.store.local import LocalStore
 from optimizer.samplers import ALGORITHMS
 from optimizer.samplers._space import translate
 from optimizer.search import Search
+from tests.optimizer.samplers.test_space import EVERY_KIND, assignment
 
 NESTED = {
     "lr": hp.loguniform("lr", math.log(1e-4), math.log(1e-1)),
@@ -105,3 +108,54 @@ def test_a_batch_never_holds_the_same_point_twice_and_a_small_space_ends_exhaust
     docs = store.trial_docs()
     assert sorted((d["params"]["c"], d["params"]["k"]) for d in docs) == [
         (c, k) for c in "abc" for k in (1, 2)]
+
+
+# The samplers told about pending trials (the others ignore them: hyperopt's, and random search).
+PARALLEL_AWARE = ["tpe-mv", "gp"]
+# The samplers that model a translated space (``_space``) and draw what it cannot hold from the prior.
+TRANSLATING = ["tpe-mv", "gp"]
+BRANIN = {"x1": hp.uniform("x1", -5, 10), "x2": hp.uniform("x2", 0, 15)}
+
+
+def branin(p):
+    x1, x2 = p["x1"], p["x2"]
+    return (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10
+
+
+@pytest.mark.parametrize("algo", PARALLEL_AWARE)
+def test_points_proposed_in_one_top_up_are_no_near_duplicates_of_each_other(algo):
+    store = LocalStore()
+    search = Search(store, BRANIN, algo, max_evals=60, seed=0)
+    for _ in range(40):  # sequential: the model has converged towards the optima
+        search.top_up(1)
+        doc = store.claim("w")
+        store.finish(doc["tid"], "w", {"status": "ok", "loss": branin(doc["params"])})
+    assert search.top_up(20) == 20
+    batch = [d["params"] for d in store.trial_docs()[40:]]
+    unit = [((p["x1"] + 5) / 15, p["x2"] / 15) for p in batch]
+    closest = min(math.dist(a, b) / math.sqrt(2) for a, b in itertools.combinations(unit, 2))
+    assert closest >= 0.02
+
+
+@pytest.mark.parametrize("algo", TRANSLATING)
+def test_valid_points_of_every_kind_and_one_warning_naming_the_prior_parameters(algo, caplog):
+    store = LocalStore()
+    with caplog.at_level(logging.WARNING):
+        search = Search(store, EVERY_KIND, algo, max_evals=40, seed=2)
+        while search.top_up(2):
+            while (doc := store.claim("w")) is not None:
+                store.finish(doc["tid"], "w", {"status": "ok", "loss": float(doc["params"]["u"] ** 2)})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"{algo} cannot model parameters 'expr', 'ln', 'n', 'pc', 'qn': drawn from the hyperopt prior instead"]
+    docs = store.trial_docs()
+    params = translate(Domain(lambda p: 0, EVERY_KIND).expr)
+    for doc in docs:
+        vals = doc["misc"]["vals"]
+        assert set(vals) == {p.label for p in params}
+        for p in params:
+            assert p.active(vals) == bool(vals[p.label]), (p.label, vals)
+        assert doc["params"] == space_eval(EVERY_KIND, assignment(vals))
+        assert 3 <= doc["params"]["ri"] <= 8 and doc["params"]["qlu"] % 4 == 0 and 0 <= doc["params"]["expr"] <= 3
+    assert len({d["params"]["n"] for d in docs}) == len(docs)  # the prior parameter varies
+    assert {d["params"]["branch"] is None for d in docs} == {True, False}

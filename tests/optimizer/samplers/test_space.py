@@ -1,6 +1,5 @@
 """Translating hyperopt spaces for Optuna: every kind keeps the concrete params the objective receives."""
 
-import logging
 
 import numpy as np
 import pytest
@@ -8,9 +7,7 @@ from hyperopt import Domain, Trials, hp, rand, space_eval
 from hyperopt.pyll import scope
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from caviar.store.local import LocalStore
 from optimizer.samplers._space import translate
-from optimizer.search import Search
 from neural_net.space import CIFAR_SPACE
 
 EVERY_KIND = {
@@ -77,26 +74,3 @@ def test_hyperopt_values_round_trip_through_optuna_to_the_same_concrete_params(s
             assert p.active(vals) == bool(value), (p.label, vals)
         assert back == vals
         assert space_eval(space, assignment(back)) == space_eval(space, assignment(vals))
-
-
-def test_tpe_mv_proposes_valid_points_of_every_kind_and_warns_once_naming_the_prior_parameters(caplog):
-    store = LocalStore()
-    with caplog.at_level(logging.WARNING):
-        search = Search(store, EVERY_KIND, "tpe-mv", max_evals=40, seed=2)
-        while search.top_up(2):
-            while (doc := store.claim("w")) is not None:
-                store.finish(doc["tid"], "w", {"status": "ok", "loss": float(doc["params"]["u"] ** 2)})
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings == [
-        "tpe-mv cannot model parameters 'expr', 'ln', 'n', 'pc', 'qn': drawn from the hyperopt prior instead"]
-    docs = store.trial_docs()
-    params = translate(Domain(lambda p: 0, EVERY_KIND).expr)
-    for doc in docs:
-        vals = doc["misc"]["vals"]
-        assert set(vals) == {p.label for p in params}
-        for p in params:
-            assert p.active(vals) == bool(vals[p.label]), (p.label, vals)
-        assert doc["params"] == space_eval(EVERY_KIND, assignment(vals))
-        assert 3 <= doc["params"]["ri"] <= 8 and doc["params"]["qlu"] % 4 == 0 and 0 <= doc["params"]["expr"] <= 3
-    assert len({d["params"]["n"] for d in docs}) == len(docs)  # the prior parameter varies
-    assert {d["params"]["branch"] is None for d in docs} == {True, False}
