@@ -10,8 +10,8 @@ the fits run: each candidate is one trial of a trial store (Caviar's
 ``LocalStore``) that evaluates all of the candidate's CV folds, so a
 candidate's folds stay together and the trials (``trials_``) carry hyperopt's
 layout. This also lets the parameters be hyperopt distributions, and lets
-``RandomizedSearchCV(algo="tpe")`` propose each candidate from the results so
-far (hyperopt's TPE, through ``optimizer.search.Search``).
+``RandomizedSearchCV(algo="gp")`` propose each candidate from the results so
+far (any ``--algo`` of the command line, through ``optimizer.search.Search``).
 
 - ``param_grid``: lists as in scikit-learn, or a hyperopt space's pieces with
   finitely many values (``hp.choice``, ``hp.quniform``..., see
@@ -19,7 +19,7 @@ far (hyperopt's TPE, through ``optimizer.search.Search``).
 - ``param_distributions``: lists and ``scipy.stats`` distributions with
   ``algo="random"`` (scikit-learn's own sampler: the same candidates for the
   same ``random_state``), or lists and hyperopt distributions with any
-  ``algo`` ("random", "tpe", "anneal"); with a hyperopt algorithm the values
+  ``algo`` ("random", "gp", "tpe-mv", "tpe", "anneal"); with a model-based algorithm the values
   must be plain (numbers, strings, booleans, None) as the store keeps them.
 - ``n_jobs``: None or 1 runs the trials in this process; more runs them in
   that many spawned processes, which receive the estimator by pickle (the
@@ -505,7 +505,7 @@ class GridSearchCV(_CaviarSearchCV):
 
 
 class RandomizedSearchCV(_CaviarSearchCV):
-    """scikit-learn's ``RandomizedSearchCV``, plus ``algo``: hyperopt's "random", "tpe" or "anneal".
+    """scikit-learn's ``RandomizedSearchCV``, plus ``algo``: any ``--algo`` of the command line but "grid".
 
     With ``algo="random"`` and no hyperopt distribution, candidates are
     scikit-learn's own ``ParameterSampler`` draws; otherwise

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from caviar.objective import STATUS_OK
@@ -42,13 +43,13 @@ class NewItems:
     appended since the last call; given another list, it starts that one from the beginning."""
 
     def __init__(self) -> None:
-        self._items: list[Any] | None = None
+        self._items: Sequence[Any] | None = None
         self._read = 0
 
-    def take(self, items: list[Any]) -> list[Any]:
+    def take(self, items: Sequence[Any]) -> list[Any]:
         if items is not self._items:
             self._items, self._read = items, 0
-        new, self._read = items[self._read:], len(items)
+        new, self._read = list(items[self._read:]), len(items)
         return new
 
 

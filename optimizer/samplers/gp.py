@@ -40,6 +40,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optimizer.samplers._base import Doc, Sampler, Vals, finished_loss
 from optimizer.samplers._gaussian_process import GaussianProcess, log_expected_improvement, transform_outputs
 from optimizer.samplers._space import Param, translate
+from caviar.store import NewItems
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,42 @@ def _subset(losses: np.ndarray, size: int) -> np.ndarray:
     return np.sort(np.concatenate([best, latest]))
 
 
+class _History:
+    """The finished trials read so far (their losses, unit rows and encodings), each read once.
+
+    Kept across proposals so that a proposal's work does not grow with the
+    experiment: ``finished`` only grows, and a trial's point and loss never change.
+    """
+
+    def __init__(self, space: _UnitSpace):
+        self.space = space
+        self._new = NewItems()
+        self._seen: set[int] = set()  # a list read anew (a store read) starts from the beginning again
+        self.tids: list[int] = []
+        self.losses: list[float] = []
+        self.rows: list[np.ndarray] = []
+        self.tried: set[bytes] = set()  # encodings of every finished point, never proposed again
+
+    def update(self, finished: Sequence[Doc]) -> None:
+        """Take the trials of ``finished`` not read yet."""
+        new = [d for d in self._new.take(finished) if d["tid"] not in self._seen]
+        self._seen.update(d["tid"] for d in new)
+        ok = [(d["tid"], loss, d["misc"]["vals"]) for d in new if (loss := finished_loss(d)) is not None]
+        if ok:
+            u = self.space.from_vals([vals for _, _, vals in ok])
+            self.tried.update(row.tobytes() for row in self.space.encode(u))
+            self.tids += [tid for tid, _, _ in ok]
+            self.losses += [loss for _, loss, _ in ok]
+            self.rows.extend(u)
+
+    def model_rows(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The unit rows and losses of at most ``size`` trials (``_subset``), in tid order."""
+        order = np.argsort(self.tids, kind="stable")
+        losses = np.asarray(self.losses)[order]
+        chosen = order[_subset(losses, size)]
+        return np.array([self.rows[i] for i in chosen]), np.asarray(self.losses)[chosen]
+
+
 class GaussianProcessSampler(Sampler):
     """GP-based Bayesian optimization (expected improvement, Kriging believers) on a hyperopt space."""
 
@@ -244,6 +281,7 @@ class GaussianProcessSampler(Sampler):
         super().__init__(domain)
         self.space = _UnitSpace(translate(domain.expr))
         self.n_startup_trials = n_startup_trials
+        self.history = _History(self.space)
         prior = [p.label for p in self.space.params if p.distribution is None]
         if prior:
             log.warning("gp cannot model %s %s: drawn from the hyperopt prior instead",
@@ -258,13 +296,11 @@ class GaussianProcessSampler(Sampler):
         space = self.space
         prior = {p.label: p.sample_prior(rng) for p in space.params if p.distribution is None}
         fixed = np.array([_to_unit(p, prior[p.label]) if p.label in prior else np.nan for p in space.params])
-        done = sorted((d["tid"], loss, d["misc"]["vals"]) for d in finished if (loss := finished_loss(d)) is not None)
-        if len(done) < self.n_startup_trials or not space.modelled:
+        self.history.update(finished)
+        if len(self.history.losses) < self.n_startup_trials or not space.modelled:
             return space.to_vals(space.random(1, rng, fixed)[0], prior)
-        losses = np.array([loss for _, loss, _ in done])
-        rows = _subset(losses, MODEL_POINTS)
-        u_done = space.from_vals([done[i][2] for i in rows])
-        y = transform_outputs(losses[rows])
+        u_done, losses = self.history.model_rows(MODEL_POINTS)
+        y = transform_outputs(losses)
         x_done = space.encode(u_done)
         gp = GaussianProcess(x_done, y, fit=_subset(y, FIT_POINTS) if len(y) > FIT_POINTS else None)
         best = float(gp.predict(x_done)[0].min())
@@ -272,8 +308,7 @@ class GaussianProcessSampler(Sampler):
         x_pending = space.encode(u_pending)
         gp.condition_on_pending(x_pending)
         # Points already tried or pending (all of them, not only the model's) are never proposed again.
-        tried = {row.tobytes() for row in space.encode(space.from_vals([v for _, _, v in done]))}
-        tried |= {row.tobytes() for row in x_pending}
+        tried = self.history.tried | {row.tobytes() for row in x_pending}
 
         def score(u: np.ndarray) -> np.ndarray:
             x = space.encode(u)
