@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
-from hyperopt import Domain, space_eval
+from hyperopt import Domain, hp, space_eval
 from optuna.distributions import FloatDistribution
 
 from caviar.store.local import LocalStore
@@ -101,3 +101,16 @@ def test_gp_gets_close_to_branins_optimum_in_30_evaluations():
         doc = store.claim("w")
         store.finish(doc["tid"], "w", {"status": "ok", "loss": branin(doc["params"])})
     assert min(d["result"]["loss"] for d in store.trial_docs()) < 0.398 + 0.01
+
+
+def test_gp_never_proposes_a_failed_point_again_in_a_small_discrete_space():
+    """The GP would rank the failed point first each time (it sits in the best region): the search must go on."""
+    space = {"a": hp.choice("a", list(range(6))), "b": hp.choice("b", list(range(6)))}
+    store = LocalStore()
+    search = Search(store, space, "gp", max_evals=36, seed=0)
+    while search.top_up(1):
+        doc = store.claim("w")
+        a, b = doc["params"]["a"], doc["params"]["b"]
+        result = {"status": "fail"} if (a, b) == (2, 2) else {"status": "ok", "loss": float((a - 2) ** 2 + (b - 2) ** 2)}
+        store.finish(doc["tid"], "w", result)
+    assert len(store.trial_docs()) == 36 and not search.exhausted
