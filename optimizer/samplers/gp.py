@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 N_STARTUP_TRIALS = 5  # finished trials proposed at random before the first fit (5 beat 10 on held-out seeds)
 FIT_POINTS = 100
-MODEL_POINTS = 300
+MODEL_POINTS = 200
 N_RANDOM = 1000  # random candidates per proposal
 N_TOP = 10  # best trials moved around
 LOCAL_STEPS = (0.2, 0.05, 0.01)  # first round of local moves, around the best trials
@@ -111,6 +111,22 @@ class _UnitSpace:
     def random(self, n: int, rng: np.random.Generator, fixed: np.ndarray) -> np.ndarray:
         """``n`` points drawn from the space (uniform in the unit columns)."""
         return self.complete(np.full((n, len(self.params)), np.nan), rng, fixed)
+
+    def flipped(self, u: np.ndarray, rng: np.random.Generator, fixed: np.ndarray) -> np.ndarray:
+        """Every point one choice away from a row of ``u``, the rest kept (a new branch's children drawn).
+
+        Gaussian steps move every number at once, which loses a good point's numbers whenever a
+        choice changes with them; changing one choice alone is how an additive effect is found.
+        """
+        out = []
+        for i in self.modelled:
+            d = self.params[i].distribution
+            if isinstance(d, CategoricalDistribution):
+                for option in range(len(d.choices)):
+                    rows = u[~np.isnan(u[:, i]) & (u[:, i] != option)].copy()
+                    rows[:, i] = option
+                    out.append(rows)
+        return self.complete(np.vstack(out), rng, fixed) if out else np.empty((0, u.shape[1]))
 
     def moved(self, u: np.ndarray, rng: np.random.Generator, step: float, fixed: np.ndarray) -> np.ndarray:
         """Local moves: Gaussian steps of ``step`` on numbers, each choice changed with probability ``step``."""
@@ -332,13 +348,15 @@ class GaussianProcessSampler(Sampler):
         pool = [space.random(N_RANDOM, rng, fixed)]
         pool += [space.moved(np.repeat(top, N_RANDOM // (len(LOCAL_STEPS) * len(top)), axis=0), rng, step, fixed)
                  for step in LOCAL_STEPS]
+        pool.append(space.flipped(top, rng, fixed))
         candidates = np.vstack(pool)
         values = score(candidates)
         keep = np.argsort(-values, kind="stable")[:N_KEEP]
         candidates, values = candidates[keep], values[keep]
         for step in REFINE_STEPS:
-            moved = space.moved(np.repeat(candidates, N_RANDOM // (len(REFINE_STEPS) * N_KEEP), axis=0), rng, step,
-                                fixed)
+            moved = np.vstack([
+                space.moved(np.repeat(candidates, N_RANDOM // (len(REFINE_STEPS) * N_KEEP), axis=0), rng, step, fixed),
+                space.flipped(candidates, rng, fixed)])
             candidates, values = np.vstack([candidates, moved]), np.concatenate([values, score(moved)])
             keep = np.argsort(-values, kind="stable")[:N_KEEP]
             candidates, values = candidates[keep], values[keep]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 from hyperopt import Domain, hp, space_eval
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from caviar.store.local import LocalStore
 from optimizer.samplers._gaussian_process import GaussianProcess, log_expected_improvement, transform_outputs
@@ -114,3 +114,21 @@ def test_gp_never_proposes_a_failed_point_again_in_a_small_discrete_space():
         result = {"status": "fail"} if (a, b) == (2, 2) else {"status": "ok", "loss": float((a - 2) ** 2 + (b - 2) ** 2)}
         store.finish(doc["tid"], "w", result)
     assert len(store.trial_docs()) == 36 and not search.exhausted
+
+
+def test_flipped_points_change_one_choice_and_keep_every_number_of_the_branches_they_share():
+    domain = Domain(lambda p: 0, CIFAR_SPACE)
+    unit = _UnitSpace(translate(domain.expr))
+    rng = np.random.default_rng(3)
+    rows = unit.random(4, rng, np.full(len(unit.params), np.nan))
+    flipped = unit.flipped(rows, rng, np.full(len(unit.params), np.nan))
+    choices = [i for i in unit.modelled if isinstance(unit.params[i].distribution, CategoricalDistribution)]
+    assert len(flipped) == sum(len(unit.params[i].distribution.choices) - 1 for i in choices for r in rows
+                               if not math.isnan(r[i]))
+    for row in flipped:
+        source = min(rows, key=lambda r: np.sum(np.nan_to_num(r, nan=-1) != np.nan_to_num(row, nan=-1)))
+        changed = [i for i in choices if not (np.isnan(source[i]) and np.isnan(row[i])) and source[i] != row[i]]
+        assert len(changed) >= 1
+        on_both = ~np.isnan(source) & ~np.isnan(row)
+        numbers = [i for i in unit.modelled if i not in choices and on_both[i]]
+        assert all(source[i] == row[i] for i in numbers)
