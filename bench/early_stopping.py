@@ -1,13 +1,16 @@
 """Early stopping: epochs and wall time to a good CNN, with and without stopping, beside Optuna's pruners.
 
     python -m bench.early_stopping [--trials 20] [--stopping-trials 60] [--epochs 9] [--images 2000]
-        [--workers 2] [--seeds 0 1 2]
+        [--validation-images 2000] [--workers 2] [--seeds 0 1 2]
         [--systems caviar-none caviar-asha optuna-sh optuna-hb] [--output bench/results/early_stopping.md]
+        (every trial, with its per-epoch validation accuracies: early_stopping-runs.json beside it)
 
 Every system searches the same CPU-sized CNN space (``SPACE``: conv blocks,
 filters, dense units, dropout, learning rate, batch size) on the real CIFAR-10
-subset (``--data``: the first ``--images`` training images, 20% held out for
-validation; the first 1,000 test images), with trials of up to ``--epochs``
+subset (``--data``: 80% of the first ``--images`` training images to train on;
+``--validation-images`` further images of the training batches, never trained
+on, to validate on, or with 0 the other 20% of ``--images``; the first 1,000
+test images), with trials of up to ``--epochs``
 epochs, over ``--workers`` processes, one system after the other, all with the
 same budget of GPU work: ``caviar-none`` runs ``--trials`` trials (every one to
 its last epoch), the early-stopping systems run up to ``--stopping-trials`` and
@@ -264,6 +267,11 @@ def to_target(run: Run, target: float) -> tuple[int | None, float | None]:
     return None, None
 
 
+def trials_to_target(run: Run, target: float) -> int | None:
+    """How many trials had finished when the first at or above ``target`` did (it included)."""
+    return next((i + 1 for i, trial in enumerate(run.trials) if trial["val_accuracy"] >= target), None)
+
+
 def best_within(run: Run, budget: int) -> dict[str, Any] | None:
     """The best trial by validation among those finished within ``budget`` epochs."""
     epochs, best = 0, None
@@ -334,11 +342,27 @@ def table(runs: list[Run]) -> str:
         lines.append("| " + " | ".join([
             run.system, f"{len(run.trials)} ({stopped} stopped)", str(epochs), f"{run.wall:.0f}",
             f"{max(t['val_accuracy'] for t in run.trials):.4f}",
-            "not reached" if to_epochs is None else str(to_epochs), "-" if to_seconds is None else f"{to_seconds:.0f}",
+            "not reached" if to_epochs is None else f"{to_epochs} ({trials_to_target(run, target)} trials)",
+            "-" if to_seconds is None else f"{to_seconds:.0f}",
             "-" if within is None else f"{within['val_accuracy']:.4f}",
             "-" if within is None else f"{within['test_accuracy']:.4f}",
         ]) + " |")
     return "\n".join(lines)
+
+
+def summarize(paths: list[str], output: str, argv: list[str]) -> int:
+    """Per-seed tables and the medians over every seed of the runs saved in ``paths`` (no training)."""
+    seeds, by_seed = [], []
+    for path in paths:
+        for runs in json.loads(Path(path).read_text()):
+            seeds.append(runs[0]["seed"])
+            by_seed.append([Run(r["system"], r["start"], r["wall"], r["trials"]) for r in runs])
+    sections = [f"Seed {seed}: {table(runs)}" for seed, runs in zip(seeds, by_seed)] + [summary(by_seed)]
+    text = (f"# Early stopping benchmark: {len(seeds)} seeds pooled\n\n"
+            f"`python -m bench.early_stopping {' '.join(argv)}`\n\n" + "\n\n".join(sections) + "\n")
+    print(text)
+    Path(output).write_text(text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--pruner", choices=["sh", "hb"], required=True)
     worker.add_argument("--trials", type=int, required=True)
     worker.add_argument("--seed", type=int, default=0)
+    again = sub.add_parser("summarize", help="the tables again, from the -runs.json of one or more runs")
+    again.add_argument("runs", nargs="+", help="-runs.json files; their seeds are pooled")
+    again.add_argument("--output", required=True)
     p.add_argument("--trials", type=int, default=20, help="trials of the search without stopping")
     p.add_argument("--stopping-trials", type=int, default=60,
                    help="at most this many trials with stopping; only those within the epochs of --trials count")
@@ -366,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "optuna-worker":
         optuna_worker(args.journal, "bench", args.pruner, args.trials, args.seed)
         return 0
+    if args.command == "summarize":
+        return summarize(args.runs, args.output, argv if argv is not None else sys.argv[1:])
     bench_env = {"BENCH_EPOCHS": str(args.epochs), "BENCH_IMAGES": str(args.images), "BENCH_DATA": args.data,
                  "BENCH_VALIDATION_IMAGES": str(args.validation_images)}
     os.environ.update(bench_env)
@@ -397,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n" + "\n\n".join(sections) + "\n")
     print(text)
     Path(args.output).write_text(text)
-    (workdir / "runs.json").write_text(json.dumps([[r.__dict__ for r in runs] for runs in by_seed]))
-    print(f"raw data: {workdir}/runs.json")
+    raw = Path(args.output).with_name(Path(args.output).stem + "-runs.json")
+    raw.write_text(json.dumps([[r.__dict__ | {"seed": seed} for r in runs] for seed, runs in zip(args.seeds, by_seed)]))
+    print(f"every trial: {raw}")
     return 0
 
 
