@@ -25,7 +25,7 @@ class Decision:
 
     stop: bool
     peers: int  # how many trials' losses at this step were compared, this one included
-    cutoff: float | None  # the worst loss that still goes on (None: nothing to compare with)
+    cutoff: float | None  # the bar: ASHA's loss to beat, the median's not to exceed (None: nothing to compare with)
 
     def as_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,12 +66,3 @@ class Scheduler(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config()})"
 
-
-def ranked_cutoff(losses: list[float], keep_one_in: int) -> float:
-    """The worst loss among the best ``len // keep_one_in`` (at least one): the bar to go on.
-
-    The first trial at a rung always goes on, as in Optuna's SuccessiveHalving
-    and Ray's ASHA: nothing asynchronous ever waits for a rung to fill.
-    """
-    ordered = sorted(losses)
-    return ordered[max(len(ordered) // keep_one_in, 1) - 1]

@@ -87,6 +87,20 @@ def test_asha_keeps_one_in_reduction_factor_at_each_rung() -> None:
     assert asha.decide(5, 1, {4: 4.0, 5: 5.0}).stop
     assert asha.decide(5, 1, {3: 3.0, 4: 4.0, 5: 5.0}).cutoff == 3.0
     assert asha.decide(5, 1, {t: float(t) for t in range(7)}).cutoff == 1.0
+    assert asha.decide(5, 1, {5: 5.0}).cutoff is None  # alone: nothing to compare with
+
+
+def test_asha_ties_go_against_the_trial_arriving() -> None:
+    """A loss equal to the bar does not take a place: trials 3 and 4 were stopped with 0.1035, so is 6."""
+    asha = Asha(min_epochs=1, reduction_factor=3, max_epochs=9)
+    chance = -0.1035  # a model that predicts one class scores that class's share of the validation set
+    seen = {0: -0.108, 1: -0.094, 2: -0.086, 3: chance, 4: chance, 5: -0.094}
+    assert asha.decide(3, 1, {t: seen[t] for t in (0, 1, 2, 3)}).stop
+    tied = asha.decide(6, 1, seen | {6: chance})
+    assert tied.stop and tied.cutoff == chance and tied.peers == 7
+    assert not asha.decide(6, 1, seen | {6: chance - 1e-9}).stop  # strictly better takes the place
+    assert asha.decide(1, 3, {0: 0.5, 1: 0.5}).stop  # the second at a rung must beat the first
+    assert not asha.decide(1, 3, {0: 0.5, 1: 0.4}).stop
 
 
 def test_hyperband_brackets_start_later_and_compare_within_their_bracket() -> None:

@@ -1,0 +1,45 @@
+"""The early-stopping benchmark's data: the held-out validation images are new, the training set unchanged.
+
+Reads the real CIFAR-10 subset in ../shared/data, as the benchmark does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from bench import early_stopping
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    monkeypatch.setenv("BENCH_DATA", str(early_stopping.DATA))
+    monkeypatch.setenv("BENCH_IMAGES", "500")
+    early_stopping.data.cache_clear()
+    yield monkeypatch
+    early_stopping.data.cache_clear()
+
+
+def rows(x: np.ndarray) -> set[bytes]:
+    return {image.tobytes() for image in x}
+
+
+def test_held_out_validation_keeps_the_training_set_and_shares_no_image_with_it(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BENCH_VALIDATION_IMAGES", "0")
+    split = early_stopping.data()
+    assert (len(split.train), len(split.validation)) == (400, 100)
+    early_stopping.data.cache_clear()
+    env.setenv("BENCH_VALIDATION_IMAGES", "300")
+    held_out = early_stopping.data()
+    assert len(held_out.validation) == 300
+    np.testing.assert_array_equal(held_out.train.x, split.train.x)
+    np.testing.assert_array_equal(held_out.train.fine, split.train.fine)
+    assert not rows(held_out.validation.x) & (rows(split.train.x) | rows(split.validation.x))
+    assert len(set(held_out.validation.fine.tolist())) == 10
+
+
+def test_more_held_out_images_than_the_batches_hold_is_refused(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BENCH_VALIDATION_IMAGES", "9600")
+    with pytest.raises(SystemExit, match="9600"):
+        early_stopping.data()
