@@ -18,7 +18,9 @@ are measured on the trials that finished within the epochs ``caviar-none``
 used (stopping bad trials early is worth what the saved epochs buy: more
 configurations tried):
 
-- ``caviar-none`` / ``caviar-asha``: ``python -m optimizer --mongo`` (TPE) and
+- ``caviar-none`` / ``caviar-asha``: ``python -m optimizer --mongo --algo ALGO`` (``--algo``,
+  default ``tpe-mv``: Optuna's TPE, the sampler Optuna's pruners run with, so that the systems
+  differ in their stopping rules alone; ``--algo gp`` measures Caviar's default search) and
   ``--workers`` ``python -m worker`` processes on a fresh nx-27017 server,
   with ``--scheduler none`` / ``asha`` (``--min-epochs 1 --reduction-factor 3``);
   the objective reports through ``neural_net.callbacks.ReportEpochs`` and so
@@ -63,6 +65,7 @@ from typing import Any, Callable
 from hyperopt import hp
 
 from bench.cluster import ROOT, run_search, search_env
+from optimizer.samplers import ALGORITHMS
 
 DATA = ROOT.parent / "shared" / "data" / "cifar-10-python-subset.tar.gz"
 TEST_IMAGES = 1000
@@ -228,7 +231,8 @@ def within(run: Run, budget: int) -> Run:
 def run_caviar(scheduler: str, seed: int, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
     start, wall, docs = run_search(workdir, f"caviar-{scheduler}-{seed}", ["--seed", str(seed),
         "--space", "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective",
-        "--max-evals", str(trials_of(f"caviar-{scheduler}", args)), "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
+        "--max-evals", str(trials_of(f"caviar-{scheduler}", args)), "--algo", args.algo,
+        "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
         "--results-dir", str(workdir / f"results-{scheduler}-{seed}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
     ], args.workers, search_env(bench_env))
     trials = [d["result"] for d in docs if d["result"].get("status") == "ok"]
@@ -385,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="validate on this many further images of the training batches (0: on the other 20%% of "
                         "--images, 400 of the default 2,000, whose noise swamps the differences being measured)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--algo", default="tpe-mv", choices=ALGORITHMS,
+                   help="Caviar's search algorithm (tpe-mv: the TPE Optuna's pruners run with)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="the search's --seed, one full run each")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--systems", nargs="+", default=["caviar-none", "caviar-asha", "optuna-sh", "optuna-hb"])
