@@ -18,6 +18,7 @@ expressions) is a *prior* parameter: drawn from its hyperopt prior.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any, Mapping
 
@@ -115,6 +116,14 @@ def _walk(expr: Apply, conj: Conjunction, found: dict[str, tuple[Apply, set[Conj
     else:
         for child in expr.inputs():
             _walk(child, conj, found, choices)
+
+
+def warn_prior(log: logging.Logger, algo: str, params: list[Param]) -> None:
+    """One warning naming the parameters ``algo`` cannot model (drawn from their prior), if any."""
+    prior = [p.label for p in params if p.distribution is None]
+    if prior:
+        log.warning("%s cannot model %s %s: drawn from the hyperopt prior instead", algo,
+                    "parameter" if len(prior) == 1 else "parameters", ", ".join(map(repr, prior)))
 
 
 def translate(expr: Apply) -> list[Param]:

@@ -46,7 +46,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from optimizer.samplers._base import Doc, Sampler, Vals, finished_loss
 from optimizer.samplers._gaussian_process import GaussianProcess, log_expected_improvement, transform_outputs
-from optimizer.samplers._space import Param, translate
+from optimizer.samplers._space import Param, translate, warn_prior
 from caviar.store import NewItems
 
 log = logging.getLogger(__name__)
@@ -308,10 +308,7 @@ class GaussianProcessSampler(Sampler):
         self.space = _UnitSpace(translate(domain.expr))
         self.n_startup_trials = n_startup_trials
         self.history = _History(self.space)
-        prior = [p.label for p in self.space.params if p.distribution is None]
-        if prior:
-            log.warning("gp cannot model %s %s: drawn from the hyperopt prior instead",
-                        "parameter" if len(prior) == 1 else "parameters", ", ".join(map(repr, prior)))
+        warn_prior(log, "gp", self.space.params)
 
     def propose(self, tid: int, seed: int, finished: Sequence[Doc], pending: Sequence[Doc]) -> Vals:
         with _BLAS.limit(limits=1, user_api="blas"):

@@ -27,7 +27,7 @@ from optuna.search_space.group_decomposed import _SearchSpaceGroup
 from optuna.trial import TrialState, create_trial
 
 from optimizer.samplers._base import Doc, Sampler, Vals, finished_loss
-from optimizer.samplers._space import Param, translate
+from optimizer.samplers._space import Param, translate, warn_prior
 from caviar.store import DONE
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,7 @@ class MultivariateTPE(Sampler):
         super().__init__(domain)
         self.params = translate(domain.expr)
         self.modelled = [p for p in self.params if p.distribution is not None]
-        prior = [p.label for p in self.params if p.distribution is None]
-        if prior:
-            log.warning("tpe-mv cannot model %s %s: drawn from the hyperopt prior instead",
-                        "parameter" if len(prior) == 1 else "parameters", ", ".join(map(repr, prior)))
+        warn_prior(log, "tpe-mv", self.params)
         self.n_startup_trials, self.constant_liar = n_startup_trials, constant_liar
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # no line per trial told or sampled alone
         self.study = optuna.create_study(direction="minimize")
