@@ -331,13 +331,13 @@ class GaussianProcessSampler(Sampler):
         x_pending = space.encode(u_pending)
         gp.condition_on_pending(x_pending)
         # Points already tried or pending (all of them, not only the model's) are never proposed again.
-        tried = self.history.tried | {row.tobytes() for row in x_pending}
+        tried, queued = self.history.tried, {row.tobytes() for row in x_pending}  # not merged: a copy per proposal
 
         def score(u: np.ndarray) -> np.ndarray:
             x = space.encode(u)
             mean, sd = gp.predict(x)
             values = log_expected_improvement(mean, sd, best)
-            values[[row.tobytes() in tried for row in x]] = -np.inf
+            values[[(key := row.tobytes()) in tried or key in queued for row in x]] = -np.inf
             values[space.near(u, u_pending, MIN_PENDING_DISTANCE)] = -np.inf
             return values
 
