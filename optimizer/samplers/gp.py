@@ -74,6 +74,8 @@ class _UnitSpace:
         self.index = {p.label: i for i, p in enumerate(params)}
         self.modelled = [i for i, p in enumerate(params) if p.distribution is not None]
         self.width = sum(_width(params[i]) for i in self.modelled)
+        self.one_hot = np.array([isinstance(params[i].distribution, CategoricalDistribution)
+                                 for i in self.modelled for _ in range(_width(params[i]))], dtype=bool)
 
     def from_vals(self, vals_list: Sequence[Mapping[str, list[Any]]]) -> np.ndarray:
         """Trials' points (``misc["vals"]``) as rows of unit values."""
@@ -325,7 +327,8 @@ class GaussianProcessSampler(Sampler):
         u_done, losses = self.history.model_rows(MODEL_POINTS)
         y = transform_outputs(losses)
         x_done = space.encode(u_done)
-        gp = GaussianProcess(x_done, y, fit=_subset(y, FIT_POINTS) if len(y) > FIT_POINTS else None)
+        gp = GaussianProcess(x_done, y, fit=_subset(y, FIT_POINTS) if len(y) > FIT_POINTS else None,
+                             one_hot=space.one_hot)
         best = float(gp.predict(x_done)[0].min())
         u_pending = space.from_vals([d["misc"]["vals"] for d in pending])
         x_pending = space.encode(u_pending)

@@ -103,6 +103,30 @@ def test_gp_gets_close_to_branins_optimum_in_30_evaluations():
     assert min(d["result"]["loss"] for d in store.trial_docs()) < 0.398 + 0.01
 
 
+# Four choices of four options, each option an offset, and two numbers: 256 combinations of options.
+OFFSETS = [[0.3, 0.0, 0.2, 0.1], [0.1, 0.3, 0.0, 0.2], [0.2, 0.1, 0.3, 0.0], [0.0, 0.2, 0.1, 0.3]]
+ADDITIVE = {"x": hp.uniform("x", 0, 1), "y": hp.uniform("y", 0, 1),
+            **{f"c{i}": hp.choice(f"c{i}", [0, 1, 2, 3]) for i in range(4)}}
+
+
+def test_gp_learns_what_each_option_does_from_points_that_differ_in_everything_else():
+    """Within 0.01 of the optimum (0) in 40 evaluations on every seed: the one-hot lengthscale prior's job.
+
+    With that prior centred at 0.5 like the numbers', an option's effect did not carry over to
+    points with other options elsewhere, and this test failed (a seed 0.22 away: options wrong).
+    """
+    def loss(p):
+        return (p["x"] - 0.3) ** 2 + (p["y"] - 0.7) ** 2 + sum(OFFSETS[i][p[f"c{i}"]] for i in range(4))
+
+    for seed in range(5):
+        store = LocalStore()
+        search = Search(store, ADDITIVE, "gp", max_evals=40, seed=seed)
+        while search.top_up(1):
+            doc = store.claim("w")
+            store.finish(doc["tid"], "w", {"status": "ok", "loss": loss(doc["params"])})
+        assert min(d["result"]["loss"] for d in store.trial_docs()) < 0.01, seed
+
+
 def test_gp_never_proposes_a_failed_point_again_in_a_small_discrete_space():
     """The GP would rank the failed point first each time (it sits in the best region): the search must go on."""
     space = {"a": hp.choice("a", list(range(6))), "b": hp.choice("b", list(range(6)))}
