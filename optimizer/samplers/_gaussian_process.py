@@ -46,18 +46,56 @@ def transform_outputs(y: np.ndarray) -> np.ndarray:
     """Yeo-Johnson then standardization: skewed losses made roughly normal (order kept)."""
     if len(y) < 2 or np.ptp(y) == 0:
         return np.zeros_like(y)
-    import scipy.stats  # here: importing it costs every master's start-up 0.4 s (tests/caviar/test_imports.py)
-
     z = (y - y.mean()) / y.std()
     with np.errstate(all="ignore"):
-        warped, _ = scipy.stats.yeojohnson(z)
+        warped = _yeo_johnson(z, _yeo_johnson_lambda(z))
     if not np.all(np.isfinite(warped)) or np.ptp(warped) == 0:
         warped = z
     return (warped - warped.mean()) / warped.std()
 
 
-def _matern(r2: np.ndarray, signal: float) -> tuple[np.ndarray, np.ndarray]:
-    """Matérn 5/2 of scaled squared distances, and the factor d k / d log(lengthscale_k) has over scaled_k."""
+def _yeo_johnson(x: np.ndarray, lmbda: float) -> np.ndarray:
+    """The Yeo-Johnson transform (as ``scipy.stats.yeojohnson`` computes it)."""
+    out, pos, eps = np.zeros_like(x), x >= 0, np.finfo(x.dtype).eps
+    out[pos] = np.log1p(x[pos]) if abs(lmbda) < eps else np.expm1(lmbda * np.log1p(x[pos])) / lmbda
+    out[~pos] = (-np.expm1((2 - lmbda) * np.log1p(-x[~pos])) / (2 - lmbda) if abs(lmbda - 2) > eps
+                 else -np.log1p(-x[~pos]))
+    return out
+
+
+def _yeo_johnson_lambda(x: np.ndarray) -> float:
+    """The maximum-likelihood lambda, found as ``scipy.stats.yeojohnson_normmax`` finds it (same value).
+
+    Written out because scipy.stats costs every master's start-up 0.4 s to import
+    (tests/caviar/test_imports.py) and its per-call argument handling was an eighth of a proposal.
+    """
+    n, log_jacobian = len(x), np.sum(np.sign(x) * np.log1p(np.abs(x)))
+
+    def neg_llf(lmbda: float) -> float:
+        var = np.var(_yeo_johnson(x, lmbda))
+        llf = -n / 2 * (np.log(var) if var >= np.finfo(var.dtype).smallest_normal else -np.inf) \
+            + (lmbda - 1) * log_jacobian
+        return -llf if np.isfinite(llf) or np.isnan(llf) else np.inf
+
+    finfo = np.finfo(x.dtype)
+    log1p_max_x = np.log1p(20 * np.max(np.abs(x)))  # bounds that keep the transformed values representable
+    lb = (np.log(finfo.tiny) - np.log(finfo.eps)) / 2 / log1p_max_x
+    ub = (np.log(finfo.max) + np.log(finfo.eps)) / 2 / log1p_max_x
+    if np.all(x < 0):
+        lb, ub = 2 - ub, 2 - lb
+    elif np.any(x < 0):
+        lb, ub = max(2 - ub, lb), min(2 - lb, ub)
+    return float(scipy.optimize.fminbound(neg_llf, lb, ub, xtol=1.48e-08))
+
+
+def _matern(r2: np.ndarray, signal: float) -> np.ndarray:
+    """Matérn 5/2 of scaled squared distances."""
+    r = np.sqrt(np.maximum(r2, 0.0))
+    return signal * (1 + SQRT5 * r + 5.0 / 3.0 * r2) * np.exp(-SQRT5 * r)
+
+
+def _matern_and_factor(r2: np.ndarray, signal: float) -> tuple[np.ndarray, np.ndarray]:
+    """``_matern``, and the factor d k / d log(lengthscale_k) has over scaled_k (for the fit's gradient)."""
     r = np.sqrt(np.maximum(r2, 0.0))
     e = np.exp(-SQRT5 * r)
     return signal * (1 + SQRT5 * r + 5.0 / 3.0 * r2) * e, signal * 5.0 / 3.0 * (1 + SQRT5 * r) * e
@@ -78,7 +116,7 @@ class GaussianProcess:
         if one_hot is not None:
             self._ls_mean[one_hot] = ONE_HOT_LENGTHSCALE_MEAN
         xf, self._y_fit = (x, y) if fit is None else (x[fit], y[fit])
-        self._sq = (xf[:, None, :] - xf[None, :, :]) ** 2  # (n, n, d), for the gradient
+        self._sq = ((xf[:, None, :] - xf[None, :, :]) ** 2).reshape(len(xf) ** 2, d)  # every pair's, per input
         start = np.concatenate([self._ls_mean, [0.0, -4.0]])
         bounds = [(math.log(1e-2), math.log(1e3))] * d + [(math.log(0.05), math.log(20.0)), NOISE_BOUNDS]
         best = scipy.optimize.minimize(self._neg_log_posterior, start, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -90,21 +128,21 @@ class GaussianProcess:
 
     def _neg_log_posterior(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         d, n, y = self._sq.shape[-1], len(self._y_fit), self._y_fit
-        scaled = self._sq * np.exp(-2 * theta[:d])
-        k, common = _matern(scaled.sum(-1), math.exp(theta[d]))
+        inv_ls2 = np.exp(-2 * theta[:d])
+        k, common = _matern_and_factor((self._sq @ inv_ls2).reshape(n, n), math.exp(theta[d]))
         noise = math.exp(theta[d + 1])
         signal_part = k.copy()
         k[np.diag_indices(n)] += noise + JITTER
         try:
-            chol = scipy.linalg.cho_factor(k, lower=True)
+            chol = scipy.linalg.cho_factor(k, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             return 1e10, np.zeros_like(theta)
-        alpha = scipy.linalg.cho_solve(chol, y)
-        k_inv = scipy.linalg.cho_solve(chol, np.eye(n))
+        alpha = scipy.linalg.cho_solve(chol, y, check_finite=False)
+        k_inv = scipy.linalg.cho_solve(chol, np.eye(n), check_finite=False)
         nll = 0.5 * y @ alpha + np.log(np.diag(chol[0])).sum() + 0.5 * n * math.log(2 * math.pi)
         w = np.outer(alpha, alpha) - k_inv  # d(log likelihood) = 0.5 tr(w dK)
         grad = np.empty_like(theta)
-        grad[:d] = -0.5 * np.einsum("ij,ijk->k", w * common, scaled)
+        grad[:d] = -0.5 * ((w * common).ravel() @ self._sq) * inv_ls2
         grad[d] = -0.5 * np.sum(w * signal_part)
         grad[d + 1] = -0.5 * np.trace(w) * noise
         # Priors: log-normal lengthscales, signal variance (around 1) and noise variance (around e^-4).
@@ -121,10 +159,10 @@ class GaussianProcess:
         return (sa * sa).sum(1)[:, None] + (sb * sb).sum(1)[None, :] - 2 * sa @ sb.T
 
     def _factor(self, x: np.ndarray, y: np.ndarray) -> None:
-        k, _ = _matern(self._r2(x, x), self._signal)
+        k = _matern(self._r2(x, x), self._signal)
         k[np.diag_indices(len(y))] += self._noise + JITTER
-        self._train_x, self._train_y, self._chol = x, y, scipy.linalg.cho_factor(k, lower=True)
-        self._alpha = scipy.linalg.cho_solve(self._chol, y)
+        self._train_x, self._train_y, self._chol = x, y, scipy.linalg.cho_factor(k, lower=True, check_finite=False)
+        self._alpha = scipy.linalg.cho_solve(self._chol, y, check_finite=False)
 
     def condition_on_pending(self, x_pending: np.ndarray, lie: float | None = None) -> None:
         """Add pending points with ``lie`` as their value, or the posterior mean (Kriging believers)."""
@@ -134,7 +172,7 @@ class GaussianProcess:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation (of the latent function) at the rows of ``x``."""
-        k_star, _ = _matern(self._r2(x, self._train_x), self._signal)
+        k_star = _matern(self._r2(x, self._train_x), self._signal)
         mean = k_star @ self._alpha
         v = scipy.linalg.solve_triangular(self._chol[0], k_star.T, lower=True, check_finite=False)
         return mean, np.sqrt(np.maximum(self._signal - np.sum(v * v, axis=0), 1e-12))

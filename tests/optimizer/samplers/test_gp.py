@@ -9,7 +9,8 @@ from hyperopt import Domain, hp, space_eval
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from caviar.store.local import LocalStore
-from optimizer.samplers._gaussian_process import GaussianProcess, log_expected_improvement, transform_outputs
+from optimizer.samplers._gaussian_process import (GaussianProcess, _yeo_johnson, _yeo_johnson_lambda,
+                                                  log_expected_improvement, transform_outputs)
 from optimizer.samplers._space import translate
 from optimizer.samplers.gp import _UnitSpace
 from optimizer.search import Search
@@ -91,6 +92,16 @@ def test_outputs_are_made_normal_without_changing_their_order():
     assert t.mean() == pytest.approx(0) and t.std() == pytest.approx(1)
     assert t[4] - t[3] < 3  # the outlier no longer flattens the rest
     assert list(transform_outputs(np.array([2.0, 2.0]))) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("draw", [lambda r: r.gamma(2, size=40), lambda r: r.normal(size=7),
+                                  lambda r: -r.lognormal(size=100), lambda r: r.random(30) ** 5])
+def test_the_written_out_yeo_johnson_finds_scipys_lambda_and_values_exactly(draw):
+    y = draw(np.random.default_rng(0))
+    z = (y - y.mean()) / y.std()
+    expected, lmbda = scipy.stats.yeojohnson(z)
+    assert _yeo_johnson_lambda(z) == lmbda
+    assert np.array_equal(_yeo_johnson(z, lmbda), expected)
 
 
 def test_gp_gets_close_to_branins_optimum_in_30_evaluations():
