@@ -109,7 +109,8 @@ def data() -> Any:
     official = spec.read(datasets.locate(spec, settings.data_path, offline=True))
     first = int(settings.dataset_size)
     if first + extra > len(official.train):
-        raise SystemExit(f"--images {first} + --validation-images {extra} > the {len(official.train)} training images")
+        raise SystemExit(f"error: --images {first} + --validation-images {extra} > the {len(official.train)} "
+                         "training images")
     held_out = official.train.take(slice(first, first + extra))
     return dataclasses.replace(loaded, validation=datasets.Split(held_out.x.copy(), held_out.fine.copy()))
 
@@ -405,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                  "BENCH_VALIDATION_IMAGES": str(args.validation_images)}
     os.environ.update(bench_env)
     globals()["EPOCHS"] = args.epochs
+    data()  # here, not in the first trial of every worker: a bad --data, --images or --validation-images stops now
     workdir = Path(tempfile.mkdtemp(prefix="bench-early-"))
     by_seed: list[list[Run]] = []
     for seed in args.seeds:

@@ -12,6 +12,7 @@ import pytest
 
 from bench import early_stopping
 
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.setenv("BENCH_DATA", str(early_stopping.DATA))
@@ -41,5 +42,16 @@ def test_held_out_validation_keeps_the_training_set_and_shares_no_image_with_it(
 
 def test_more_held_out_images_than_the_batches_hold_is_refused(env: pytest.MonkeyPatch) -> None:
     env.setenv("BENCH_VALIDATION_IMAGES", "9600")
-    with pytest.raises(SystemExit, match="9600"):
+    with pytest.raises(SystemExit, match="^error: .*9600"):
         early_stopping.data()
+
+
+def test_too_many_held_out_images_stop_the_benchmark_before_any_system_runs(env: pytest.MonkeyPatch,
+                                                                            tmp_path) -> None:
+    """Checked once in the benchmark's own process, not in each worker's first trial."""
+    env.setenv("BENCH_VALIDATION_IMAGES", "0")  # restored afterwards: main() sets the BENCH_ variables
+    env.setenv("BENCH_EPOCHS", "9")
+    output = tmp_path / "out.md"
+    with pytest.raises(SystemExit, match="^error: .*9600"):
+        early_stopping.main(["--images", "500", "--validation-images", "9600", "--output", str(output)])
+    assert not output.exists()
