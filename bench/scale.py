@@ -19,6 +19,10 @@ are output, not coordination) and still mirrors ``results/``. ``--algos random``
 ``tpe`` shows what the default algorithm adds. Optuna runs its TPE sampler in
 both rows (its RandomSampler would be the counterpart of ``random``).
 
+``--systems caviar-embedded`` times the embedded mode the same way: one process
+proposes, runs each trial and rewrites ``results/results.pkl`` after it (no
+workers, no database).
+
 Goal (issue 8): with ``--algo random`` and CNN-sized results, at most 15 ms per
 trial in the window ending at 10,000 trials, and within 1.5x of the first window.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -98,6 +103,26 @@ def run_caviar(args: argparse.Namespace, run_dir: str, algo: str, payload: str) 
             return [d["refresh_time"] for d in found]
 
 
+def run_embedded(args: argparse.Namespace, run_dir: str, algo: str, payload: str) -> list[float]:
+    """One search in the embedded mode (no database, the trials run in the master's process); the
+    completion times of its trials, as the store stamped them (read back from results.pkl)."""
+    name = f"embedded-{algo}-{payload}"
+    results = os.path.join(run_dir, f"{name}-results")
+    procs = Procs(run_dir, dict(os.environ, PYTHONPATH=REPO, BENCH_SLEEP="0", BENCH_PAYLOAD=payload))
+    try:
+        master = procs.start(name, [
+            python(), "-m", "optimizer", "--space", "bench.objectives:SPACE",
+            "--objective", "bench.objectives:sleep_objective", "--max-evals", str(args.trials), "--algo", algo,
+            "--results-dir", results, "--no-tensorboard", *caviar_master_flags(False)], cwd=REPO)
+        procs.wait([master], time.perf_counter() + args.timeout)
+        if master.returncode != 0:
+            raise BenchError(f"the embedded search exited {master.returncode}\n{procs.tail()}")
+    finally:
+        procs.stop()
+    with open(os.path.join(results, "results.pkl"), "rb") as f:
+        return [d["refresh_time"] for d in pickle.load(f).trials]
+
+
 def run_optuna(args: argparse.Namespace, run_dir: str, payload: str) -> list[float]:
     """One Optuna study on a JournalFile storage with W processes; the completion times of its trials."""
     import optuna
@@ -132,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=1000)
     p.add_argument("--algos", nargs="+", default=["random", DEFAULT_ALGORITHM], choices=ALGORITHMS)
     p.add_argument("--payloads", nargs="+", default=["small", "cnn"], choices=["small", "cnn"])
-    p.add_argument("--systems", nargs="+", default=["caviar", "optuna-journal"], choices=["caviar", "optuna-journal"])
+    p.add_argument("--systems", nargs="+", default=["caviar", "optuna-journal"],
+                   choices=["caviar", "caviar-embedded", "optuna-journal"],
+                   help="caviar-embedded: the search without MongoDB, in one process (--workers does not apply)")
     p.add_argument("--mongo-url", default=None, help="use this MongoDB instead of a fresh nx-27017")
     p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds allowed per run")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="markdown report ('' to skip)")
@@ -142,12 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[tuple[str, str, str, list[float], float]] = []
     with tempfile.TemporaryDirectory(prefix="caviar-scale-") as run_dir:
         for payload in args.payloads:
-            if "caviar" in args.systems:
-                for algo in args.algos:
+            for system, runner in (("caviar", run_caviar), ("caviar-embedded", run_embedded)):
+                for algo in args.algos if system in args.systems else []:
                     t0 = time.perf_counter()
-                    costs = windows(run_caviar(args, run_dir, algo, payload), args.window)
-                    rows.append(("caviar", algo, payload, costs, time.perf_counter() - t0))
-                    print(f"caviar --algo {algo} {payload}: {fmt(costs)} ms/trial", flush=True)
+                    costs = windows(runner(args, run_dir, algo, payload), args.window)
+                    rows.append((system, algo, payload, costs, time.perf_counter() - t0))
+                    print(f"{system} --algo {algo} {payload}: {fmt(costs)} ms/trial", flush=True)
                     report(args, argv, started, rows)
             if "optuna-journal" in args.systems:
                 t0 = time.perf_counter()

@@ -23,6 +23,7 @@ from caviar.output.results import ResultsDir
 from caviar.output.tracking import Tracker
 from caviar.runner import discard_artifacts, run_trial
 from caviar.store import DONE, NEW, RUNNING, NewItems, TrialStore, best_doc, is_ok
+from caviar.store.own_trials import OwnTrials
 from optimizer.search import Search
 
 if TYPE_CHECKING:  # the embedded mode runs without pymongo
@@ -134,21 +135,27 @@ class Recorder:
 
 
 def run_embedded(search: Search, family: ModelFamily, recorder: Recorder, heartbeat_seconds: float = 30.0) -> None:
-    """Propose and evaluate one trial at a time in this process."""
+    """Propose and evaluate one trial at a time in this process.
+
+    The store is read once (``OwnTrials``); after that the search and the
+    recorder learn of each trial as this loop finishes it.
+    """
     store = search.store
+    trials = OwnTrials(store)
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    recorder.observe(store.count_by_state())
+    recorder.observe(store.count_by_state(), finished=trials.finished)
     while True:
-        search.top_up(1)
-        doc = store.claim(owner)
+        counts = store.count_by_state()
+        search.top_up(1, counts, trials.finished, trials.pending(counts))
+        doc = trials.claim(owner)
         if doc is None:
             break
         store.worker_alive(owner, {"tid": doc["tid"], "pid": os.getpid()})
         recorder.results.live(doc)  # what `status` shows as running: it reads results/ only
         result, artifacts = run_trial(store, doc, family, owner, heartbeat_seconds)
-        store.finish(doc["tid"], owner, result, artifacts)
+        trials.finish(doc["tid"], owner, result, artifacts)
         discard_artifacts(artifacts)
-        recorder.observe(store.count_by_state())
+        recorder.observe(store.count_by_state(), finished=trials.finished)
     recorder.results.live(None)
 
 

@@ -91,6 +91,7 @@ from caviar.errors import CaviarError
 from caviar.imports import import_attr
 from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
 from caviar.store.local import LocalStore
+from caviar.store.own_trials import OwnTrials
 from optimizer.grid import grid_doc, grid_points
 from optimizer.search import ALGORITHMS, Search
 
@@ -220,17 +221,19 @@ def run_trials(store: TrialStore, executor: InProcess | Processes, slots: int, s
     every finished trial before proposing the next one.
     """
     running: dict[Future[dict[str, Any]], int] = {}
+    trials = OwnTrials(store)
     while True:
         if search is not None:
-            search.top_up(slots - len(running))
-        while len(running) < slots and (doc := store.claim(OWNER)) is not None:
+            counts = store.count_by_state()
+            search.top_up(slots - len(running), counts, trials.finished, trials.pending(counts))
+        while len(running) < slots and (doc := trials.claim(OWNER)) is not None:
             log.info("trial %d: %s", doc["tid"], doc["params"])
             running[executor.submit(doc["params"])] = doc["tid"]
         if not running:
             return
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in finished:
-            store.finish(running.pop(future), OWNER, future.result())
+            trials.finish(running.pop(future), OWNER, future.result())
 
 
 def enqueue_candidates(store: TrialStore, candidates: Iterable[tuple[dict[str, list[Any]], dict[str, Any]]]) -> int:

@@ -100,6 +100,11 @@ class TrialStore(abc.ABC):
         """Every trial of the experiment, in tid order."""
 
     @abc.abstractmethod
+    def trial(self, tid: int) -> dict[str, Any] | None:
+        """One trial's document (as ``trial_docs`` gives it), or None: a reader that follows one trial
+        need not read them all."""
+
+    @abc.abstractmethod
     def new_tids(self, n: int) -> list[int]:
         """Reserve ``n`` fresh trial ids, never handed out twice even across restarts."""
 

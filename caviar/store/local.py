@@ -52,6 +52,10 @@ class LocalStore(TrialStore):
         with self._lock:
             return [copy.deepcopy(self._docs[t]) for t in sorted(self._docs)]
 
+    def trial(self, tid: int) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self._docs.get(tid))
+
     def new_tids(self, n: int) -> list[int]:
         with self._lock:
             tids = list(range(self._next_tid, self._next_tid + n))

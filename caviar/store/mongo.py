@@ -277,6 +277,11 @@ class MongoStore(TrialStore):
         return sorted(docs, key=lambda d: tid_order(d["tid"]))
 
     @_watched
+    def trial(self, tid: int) -> dict[str, Any] | None:
+        doc = self._trials.find_one(equal(exp_key=self._exp_of(tid), tid=tid), {"_id": 0})
+        return None if doc is None else _readable_loss(doc)
+
+    @_watched
     def changed_docs(self, since: float | None, skip: dict[Any, Any]) -> tuple[list[dict[str, Any]], float]:
         """Trials changed at or after ``since`` (all if None) but those in ``skip`` (``_id`` -> tid); and the next ``since``.
 

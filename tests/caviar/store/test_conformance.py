@@ -212,6 +212,19 @@ def test_count_by_state(store: TrialStore) -> None:
     assert store.count_by_state() == {NEW: 1, RUNNING: 1, DONE: 1}
 
 
+def test_one_trial_reads_as_in_the_whole_list(backend: Backend, store: TrialStore) -> None:
+    a, b, c = enqueue_points(store, [{"x": float(i)} for i in range(3)])
+    store.claim("w")
+    assert store.report(a, "w", 1, 0.5)
+    assert store.finish(a, "w", {"status": "ok", "loss": 0.5})
+    store.claim("w")
+    for tid in (a, b, c):  # finished with reports, running, queued
+        assert store.trial(tid) == by_tid(store, tid)
+    assert store.trial(a)["state"] == DONE and store.trial(a)["reports"] == {"1": 0.5}
+    assert backend.open().trial(c)["state"] == NEW
+    assert store.trial(c + 1) is None
+
+
 def test_only_the_best_trials_artifacts_are_kept(store: TrialStore, tmp_path: Path) -> None:
     assert store.fetch_best_artifact("model", str(tmp_path / "none")) is None
     tids = enqueue_points(store, [{"x": float(i)} for i in range(4)])
