@@ -198,7 +198,8 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None, started: dt.dat
         f"Date: {started:%Y-%m-%d %H:%M} UTC; commit {git_commit()}. Machine: {os.cpu_count()} CPUs "
         f"({cpu_model()}), Python {sys.version.split()[0]}.",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
-        f"Settings: {args.trials:,} trials, {args.workers} worker processes, zero-time objective; "
+        f"Settings: {args.trials:,} trials, {args.workers} worker processes"
+        f"{' (caviar-embedded: none, one process)' if 'caviar-embedded' in args.systems else ''}, zero-time objective; "
         f"ms per trial in windows of {args.window:,} finished trials.",
         f"Command: `python bench/scale.py {' '.join(argv if argv is not None else sys.argv[1:])}`.",
         "",
