@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
+
+import pytest
 
 from caviar.store import TrialStore
+from caviar.store.local import LocalStore
 
 
 def trial_doc(tid: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -32,3 +35,16 @@ def enqueue_points(store: TrialStore, points: list[dict[str, Any]]) -> list[int]
     tids = store.new_tids(len(points))
     store.enqueue([trial_doc(tid, point) for tid, point in zip(tids, points)])
     return tids
+
+
+def whole_reads(monkeypatch: pytest.MonkeyPatch, run: Callable[[int], None], sizes: Sequence[int]) -> list[int]:
+    """How often ``run(n)`` reads every trial of a LocalStore (``trial_docs``), for each n of ``sizes``."""
+    reads: list[int] = []
+    whole = LocalStore.trial_docs
+    monkeypatch.setattr(LocalStore, "trial_docs", lambda self: reads.append(1) or whole(self))
+    counts = []
+    for n in sizes:
+        reads.clear()
+        run(n)
+        counts.append(len(reads))
+    return counts

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from caviar.files import TEMP_PREFIX
 from caviar.output.results import TRIAL_FILE
-from caviar.store.local import LocalStore
 from caviar.store.mongo import MongoStore
 from caviar.store import DONE, vals_key
 from tests.conftest import ROOT, Workers
 from tests.helpers.server import NxServer, env_for_subprocess, with_database
 from tests.helpers.results import finished_trials
+from tests.helpers.trials import whole_reads
 from tests.helpers.waiting import wait_until
 from optimizer.cli import main
 
@@ -195,15 +195,11 @@ def test_max_evals_beyond_what_mongodb_stores_is_one_line_before_anything_is_wri
 def test_the_embedded_loop_reads_the_whole_store_a_fixed_number_of_times(tmp_path: Path, monkeypatch) -> None:
     """Each trial is read back alone as it finishes: a longer search reads every trial no more often
     (copying them all for each new trial made the work per trial grow with the experiment)."""
-    reads: list[int] = []
-    whole = LocalStore.trial_docs
-    monkeypatch.setattr(LocalStore, "trial_docs", lambda self: reads.append(1) or whole(self))
-    counts = []
-    for n in (4, 24):
-        reads.clear()
+    def search(n: int) -> None:
         assert main(["--space", "tests.helpers.objectives:SPACE", "--objective", "tests.helpers.objectives:quadratic",
                      "--max-evals", str(n), "--algo", "random", "--results-dir", str(tmp_path / f"r{n}" / "results"),
                      "--no-plots", "--no-tensorboard"]) == 0
         assert len(finished_trials(tmp_path / f"r{n}")) == n
-        counts.append(len(reads))
-    assert counts[0] == counts[1]
+
+    short, long = whole_reads(monkeypatch, search, (4, 24))
+    assert short == long

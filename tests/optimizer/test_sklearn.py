@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from caviar.errors import CaviarError
 from optimizer.sklearn import GridSearchCV, RandomizedSearchCV
 from caviar.store import DONE
-from caviar.store.local import LocalStore
+from tests.helpers.trials import whole_reads
 
 X, Y = load_iris(return_X_y=True)
 CV = StratifiedKFold(3, shuffle=True, random_state=0)
@@ -89,17 +89,13 @@ def test_tpe_proposes_n_iter_candidates_from_hyperopt_distributions() -> None:
 
 def test_a_model_based_search_reads_the_whole_store_a_fixed_number_of_times(monkeypatch) -> None:
     """Each candidate is read back alone as it finishes, so n_iter does not multiply the reads of every trial."""
-    reads: list[int] = []
-    whole = LocalStore.trial_docs
-    monkeypatch.setattr(LocalStore, "trial_docs", lambda self: reads.append(1) or whole(self))
-    counts = []
-    for n_iter in (3, 15):
-        reads.clear()
-        search = RandomizedSearchCV(Ridge(), {"alpha": hp.loguniform("alpha", -4, 3)}, n_iter=n_iter, cv=3,
-                                    algo="gp", random_state=0).fit(X, Y)
-        assert len(search.trials_) == n_iter
-        counts.append(len(reads))
-    assert counts[0] == counts[1]
+    def search(n_iter: int) -> None:
+        found = RandomizedSearchCV(Ridge(), {"alpha": hp.loguniform("alpha", -4, 3)}, n_iter=n_iter, cv=3,
+                                   algo="gp", random_state=0).fit(X, Y)
+        assert len(found.trials_) == n_iter
+
+    short, long = whole_reads(monkeypatch, search, (3, 15))
+    assert short == long
 
 
 def test_failed_fits_score_error_score_and_raise_when_asked() -> None:
