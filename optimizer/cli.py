@@ -16,8 +16,7 @@ from caviar.store import DONE, TrialStore
 from optimizer.samplers import ALGORITHMS, DEFAULT_ALGORITHM
 
 if TYPE_CHECKING:  # the search modules import hyperopt and Optuna: --help and bad flags stay fast without
-    from optimizer.grid import GridSearch
-    from optimizer.search import Search
+    from optimizer.search import Searcher
 
 log = logging.getLogger("optimizer")
 
@@ -103,7 +102,7 @@ def export_family_settings(family: ModelFamily, args: argparse.Namespace) -> dic
     return env
 
 
-def make_search(store: TrialStore, space: Any, args: argparse.Namespace) -> Search | GridSearch:
+def make_search(store: TrialStore, space: Any, args: argparse.Namespace) -> Searcher:
     """The proposer of ``--algo`` over ``store``: a sampler-driven Search, or the exhaustive grid."""
     from optimizer.grid import GridSearch
     from optimizer.search import Search

@@ -14,8 +14,8 @@ yields 4.0 (its ends 3 and 5 round to 4 under numpy's half-to-even rounding).
 Points come in a stable order: the space's labels in hyperopt's order (dict
 keys sorted), the last label varying fastest, a choice's options in order.
 
-``GridSearch`` queues the points into a trial store behind ``Search``'s
-interface (``top_up``), skipping points already stored, for ``--algo grid``.
+``GridSearch`` queues the points into a trial store as a ``Searcher`` (the
+master's interface, ``top_up``), skipping points already stored, for ``--algo grid``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import numpy as np
 from hyperopt.pyll import Apply, as_apply, dfs
 
 from caviar.errors import CaviarError
-from optimizer.search import concrete_params
-from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
+from optimizer.search import Searcher, concrete_params
+from caviar.store import NEW, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ def grid_doc(tid: int, vals: dict[str, list[Any]], params: Any) -> dict[str, Any
     }
 
 
-class GridSearch:
-    """Queues every point of a space into a store: ``Search``'s interface (``top_up``), exhaustively.
+class GridSearch(Searcher):
+    """Queues every point of a space into a store, in grid order.
 
     Points already in the store (any state) are skipped, so a resumed or
     restarted master goes on where the queue stopped, and several masters
@@ -171,19 +171,9 @@ class GridSearch:
         self._points = grid_points(space)
         self.exhausted = False
 
-    def remaining(self, counts: dict[int, int]) -> int:
-        """Trials still to queue before the experiment holds ``max_evals``."""
-        return self.max_evals - sum(counts.get(s, 0) for s in (NEW, RUNNING, DONE))
-
-    def top_up(self, queued_target: int, counts: dict[int, int] | None = None,
-               finished: list[dict[str, Any]] | None = None, pending: list[dict[str, Any]] | None = None) -> int:
-        """Queue the next grid points until ``queued_target`` wait in the queue (never past max_evals)."""
-        counts = self.store.count_by_state() if counts is None else counts
-        wanted = min(queued_target - counts.get(NEW, 0), self.remaining(counts))
-        if wanted <= 0 or self.exhausted:
-            return 0
-        docs = self.store.trial_docs() if finished is None or pending is None else [*finished, *pending]
-        seen = {vals_key(d["misc"]) for d in docs}
+    def _new_docs(self, wanted: int, finished: list[dict[str, Any]], pending: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+        seen = {vals_key(d["misc"]) for d in [*finished, *pending]}
         new_docs: list[dict[str, Any]] = []
         while len(new_docs) < wanted:
             vals = next(self._points, None)
@@ -195,6 +185,4 @@ class GridSearch:
                 continue
             [tid] = self.store.new_tids(1)
             new_docs.append(grid_doc(tid, vals, concrete_params(self.space, grid_misc(vals, tid))))
-        if new_docs:
-            self.store.enqueue(new_docs)
-        return len(new_docs)
+        return new_docs

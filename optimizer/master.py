@@ -24,7 +24,7 @@ from caviar.output.tracking import Tracker
 from caviar.runner import discard_artifacts, run_trial
 from caviar.store import DONE, NEW, RUNNING, NewItems, TrialStore, best_doc, is_ok
 from caviar.store.own_trials import OwnTrials
-from optimizer.search import Search
+from optimizer.search import Searcher
 
 if TYPE_CHECKING:  # the embedded mode runs without pymongo
     from caviar.store.mongo import MongoStore
@@ -134,7 +134,7 @@ class Recorder:
             log.warning("could not draw %s: %s", name, err)
 
 
-def run_embedded(search: Search, family: ModelFamily, recorder: Recorder, heartbeat_seconds: float = 30.0) -> None:
+def run_embedded(search: Searcher, family: ModelFamily, recorder: Recorder, heartbeat_seconds: float = 30.0) -> None:
     """Propose and evaluate one trial at a time in this process.
 
     The store is read once (``OwnTrials``); after that the search and the
@@ -160,7 +160,7 @@ def run_embedded(search: Search, family: ModelFamily, recorder: Recorder, heartb
 
 
 def run_distributed(
-    search: Search,
+    search: Searcher,
     recorder: Recorder,
     lease: MasterLease,
     lookahead: int,

@@ -10,6 +10,7 @@ re-samples instead).
 
 from __future__ import annotations
 
+import abc
 import logging
 from typing import Any
 
@@ -48,24 +49,16 @@ def proposal_seed(seed: int, tid: int, attempt: int) -> int:
     return int(np.random.default_rng([seed, tid, attempt]).integers(2**31 - 1))
 
 
-class Search:
-    """Proposes trials for one experiment held in ``store``."""
+class Searcher(abc.ABC):
+    """Keeps ``store``'s queue filled, up to ``max_evals`` trials in all: what the master drives.
 
-    def __init__(self, store: TrialStore, space: Any, algo: str, max_evals: int, seed: int = 0):
-        if algo not in SAMPLERS:
-            raise CaviarError(f"unknown algorithm {algo!r}: choose one of {', '.join(ALGORITHMS)}")
-        if max_evals < 1:
-            raise CaviarError(f"max-evals must be at least 1, not {max_evals}")
-        self.store, self.space, self.max_evals, self.seed = store, space, max_evals, seed
-        try:
-            self._domain = Domain(_not_called, space)
-        except Exception as err:  # noqa: BLE001 - a broken user space
-            raise CaviarError(f"the search space is not a valid hyperopt space: {type(err).__name__}: {err}") from None
-        self.sampler = SAMPLERS[algo](self._domain)
-        self.exhausted = False
-        self._keys: dict[int, Any] = {}  # tid -> vals_key: a trial's point never changes
-        self._newly_finished = NewItems()
-        self._finished_keys: set[Any] = set()  # the points of the finished trials taken so far
+    ``Search`` proposes with a sampler, ``optimizer.grid.GridSearch`` queues
+    every point of a grid; both share the bookkeeping of a top-up here.
+    """
+
+    store: TrialStore
+    max_evals: int
+    exhausted: bool  # nothing left to propose
 
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
@@ -88,6 +81,37 @@ class Search:
             docs = self.store.trial_docs()
             finished = [d for d in docs if d["state"] == DONE]
             pending = [d for d in docs if d["state"] != DONE]
+        new_docs = self._new_docs(wanted, finished, pending)
+        if new_docs:
+            self.store.enqueue(new_docs)
+        return len(new_docs)
+
+    @abc.abstractmethod
+    def _new_docs(self, wanted: int, finished: list[Doc], pending: list[Doc]) -> list[Doc]:
+        """Up to ``wanted`` NEW trial documents, none a point already stored; fewer (and ``exhausted``
+        set) once no new point is left."""
+
+
+class Search(Searcher):
+    """Proposes trials for one experiment held in ``store``."""
+
+    def __init__(self, store: TrialStore, space: Any, algo: str, max_evals: int, seed: int = 0):
+        if algo not in SAMPLERS:
+            raise CaviarError(f"unknown algorithm {algo!r}: choose one of {', '.join(ALGORITHMS)}")
+        if max_evals < 1:
+            raise CaviarError(f"max-evals must be at least 1, not {max_evals}")
+        self.store, self.space, self.max_evals, self.seed = store, space, max_evals, seed
+        try:
+            self._domain = Domain(_not_called, space)
+        except Exception as err:  # noqa: BLE001 - a broken user space
+            raise CaviarError(f"the search space is not a valid hyperopt space: {type(err).__name__}: {err}") from None
+        self.sampler = SAMPLERS[algo](self._domain)
+        self.exhausted = False
+        self._keys: dict[int, Any] = {}  # tid -> vals_key: a trial's point never changes
+        self._newly_finished = NewItems()
+        self._finished_keys: set[Any] = set()  # the points of the finished trials taken so far
+
+    def _new_docs(self, wanted: int, finished: list[Doc], pending: list[Doc]) -> list[Doc]:
         new = self._newly_finished.take(finished)
         if len(new) == len(finished):  # a list read anew (or a first one): key it from the start
             self._finished_keys = set()
@@ -102,9 +126,7 @@ class Search:
                 break
             seen.add(vals_key(doc["misc"]))
             new_docs.append(doc)
-        if new_docs:
-            self.store.enqueue(new_docs)
-        return len(new_docs)
+        return new_docs
 
     def _key(self, doc: Doc) -> Any:
         """``vals_key`` of a trial, computed once per trial rather than once per top-up."""
