@@ -66,7 +66,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hyperopt import hp, space_eval
@@ -93,7 +93,10 @@ from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
 from caviar.store.local import LocalStore
 from caviar.store.own_trials import OwnTrials
 from optimizer.grid import grid_doc, grid_points
-from optimizer.search import ALGORITHMS, Search
+from optimizer.search import ALGORITHMS, Search, Searcher
+
+if TYPE_CHECKING:  # pymongo only where the search runs on workers
+    from caviar.store.mongo import MongoStore
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +217,7 @@ class Processes:
         self.pool.shutdown(cancel_futures=True)
 
 
-def run_trials(store: TrialStore, executor: InProcess | Processes, slots: int, search: Search | None = None) -> None:
+def run_trials(store: TrialStore, executor: InProcess | Processes, slots: int, search: Searcher | None = None) -> None:
     """Claim queued trials into ``slots`` parallel runs until none is left; ``search`` refills the queue.
 
     With a search, new candidates are proposed as slots free up, so TPE sees
@@ -304,14 +307,24 @@ def remote_candidate(params: dict[str, Any]) -> dict[str, Any]:
 remote_candidate.metric, remote_candidate.maximize = "score", True  # type: ignore[attr-defined]
 
 
-def wait_for_workers(store: TrialStore, search: Search | None, lease_seconds: float, poll_seconds: float = 0.2) -> None:
-    """Until every queued trial is done (and the search proposes no more): requeue the trials of dead workers."""
+def wait_for_workers(store: MongoStore, search: Searcher | None, lease_seconds: float,
+                     poll_seconds: float = 0.2) -> None:
+    """Until every queued trial is done (and the search proposes no more): requeue the trials of dead workers.
+
+    The trials are read through a ``TrialView``, as the master reads them: each
+    poll reads what changed, not every trial of the experiment.
+    """
+    from caviar.store.mongo import TrialView
+
+    view = TrialView(store)
     while True:
         store.requeue_expired(lease_seconds)
-        counts = store.count_by_state()
-        if search is not None:
-            search.top_up(max(1, len(store.live_workers(lease_seconds))) + 1 - counts.get(RUNNING, 0), counts)
-            counts = store.count_by_state()
+        view.refresh()
+        counts = view.counts()
+        if search is not None and search.top_up(max(1, len(store.live_workers(lease_seconds))) + 1
+                                                 - counts.get(RUNNING, 0), counts, view.finished(), view.pending()):
+            view.refresh()
+            counts = view.counts()
         pending = counts.get(NEW, 0) + counts.get(RUNNING, 0)
         if pending == 0 and (search is None or search.exhausted or counts.get(DONE, 0) >= search.max_evals):
             return

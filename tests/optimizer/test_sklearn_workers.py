@@ -39,13 +39,18 @@ def test_a_grid_on_two_workers_equals_the_in_process_search_and_resumes(mongo_ur
     np.testing.assert_allclose(again.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
 
 
-def test_a_randomized_tpe_search_on_a_worker(mongo_url: str, workers) -> None:
+def test_a_randomized_tpe_search_on_a_worker(mongo_url: str, workers, monkeypatch) -> None:
+    """Proposed as slots free up; while waiting, the search reads what changed, never the whole experiment."""
+    reads: list[int] = []
+    whole = MongoStore.trial_docs
+    monkeypatch.setattr(MongoStore, "trial_docs", lambda self: reads.append(1) or whole(self))
     X, y = load_digits_xy()
     workers.start(mongo_url, "--exp-key", "tpe", "--poll-seconds", "0.05")
     search = RandomizedSearchCV(FACTORY, {"n_neighbors": list(range(1, 9))}, n_iter=4, cv=3, algo="tpe",
                                 random_state=0, mongo=mongo_url, exp_key="tpe", data=LOADER).fit(X, y)
     assert len(search.cv_results_["params"]) == 4 and search.n_splits_ == 3
     assert len({p["n_neighbors"] for p in search.cv_results_["params"]}) == 4
+    assert len(reads) == 1  # the results, once, at the end
 
 
 @pytest.mark.parametrize("kwargs, message", [
