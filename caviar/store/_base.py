@@ -165,7 +165,8 @@ class TrialStore(abc.ABC):
 
         Also accepted while the trial waits requeued from ``owner`` and nobody
         claimed it. Returns False (and records nothing) when the trial was given
-        to someone else or finished meanwhile.
+        to someone else or finished meanwhile. A result the store cannot hold
+        is recorded as the trial's failure, naming why.
         """
 
     @abc.abstractmethod

@@ -48,8 +48,9 @@ import time
 from typing import Any, Callable, TypeVar
 
 import gridfs
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, MongoClient, ReturnDocument
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError, WriteError
 
 from caviar.errors import CaviarError
 from caviar.objective import ATTACHMENTS_KEY, STATUS_OK, failure, to_plain
@@ -70,6 +71,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # named experiments have non-empty keys.
 NO_KEY_ID = ""
 _THIS = object()  # "this store's experiment", where None names the experiment without a key
+# What a document the database cannot hold raises: bson's encoder (a key with a NUL byte; pymongo's
+# DocumentTooLarge, over 16 MB, derives from it), an integer over 8 bytes, the server refusing the write.
+_REFUSED = (InvalidDocument, OverflowError, WriteError)
 # hyperopt's Trials.aname: the attachment name of a trial's own attachment.
 TRIAL_ATTACHMENT = "ATTACH::{tid}::{name}"
 ATTACHMENT_BUCKET = "attachments"
@@ -473,7 +477,10 @@ class MongoStore(TrialStore):
 
         hyperopt result ``attachments`` (name -> bytes) go to GridFS before the
         result, as the trial's attachments (``trial_attachments`` in hyperopt),
-        and are deleted again if the result is refused.
+        and are deleted again if the result is refused. A result the database
+        cannot hold (over 16 MB, an integer over 8 bytes, a key it refuses) is
+        recorded as the trial's failure, naming why: otherwise every worker
+        given the trial would stop on the same write.
         """
         exp_key = self._exp_of(tid)
         attachments = result.get(ATTACHMENTS_KEY) or {}
@@ -481,8 +488,16 @@ class MongoStore(TrialStore):
         names = [TRIAL_ATTACHMENT.format(tid=tid, name=name) for name in attachments]
         for name, data in zip(names, attachments.values()):
             self._put_attachment(exp_key, name, data)
-        written = self._update_ours_or_unclaimed(
-            tid, owner, {"state": DONE, "owner": owner, "result": result, "refresh_time": self.server_time()})
+        try:
+            written = self._set_result(tid, owner, result)
+        except _REFUSED as err:
+            for name in names:
+                self._delete_attachment(exp_key, name)
+            names = []
+            result = failure(f"the database refused the trial's result ({type(err).__name__}: {one_line(err)[:300]}); "
+                             "return a smaller result of plain values (large outputs belong in artifacts)")
+            log.warning("trial %s: %s", tid, result["error"])
+            written = self._set_result(tid, owner, result)
         if not written:
             doc = self._trials.find_one(equal(exp_key=exp_key, tid=tid), {"state": 1, "owner": 1, "result": 1})
             if not (doc and doc["state"] == DONE and doc.get("owner") == owner and doc.get("result") == result):
@@ -492,6 +507,10 @@ class MongoStore(TrialStore):
         if artifacts and result.get("status") == STATUS_OK:
             self._keep_if_best(exp_key, tid, result, artifacts)
         return True
+
+    def _set_result(self, tid: int, owner: str, result: dict[str, Any]) -> bool:
+        return self._update_ours_or_unclaimed(
+            tid, owner, {"state": DONE, "owner": owner, "result": result, "refresh_time": self.server_time()})
 
     @_watched
     def worker_alive(self, owner: str, info: dict[str, Any]) -> None:

@@ -109,6 +109,12 @@ def with_attachments(params: dict[str, Any]) -> dict[str, Any]:
     return {"loss": loss, "status": "ok", "attachments": {"blob": repr(loss).encode()}}
 
 
+def oversized(params: dict[str, Any]) -> dict[str, Any]:
+    """``quadratic``, with a result over MongoDB's 16 MB document limit when ``params["oversized"]``."""
+    result = {"loss": quadratic(params), "status": "ok"}
+    return result | {"predictions": "0" * (17 * 2**20)} if params.get("oversized") else result
+
+
 class _FamilyWithoutData(ModelFamily):
     """A family whose data set is missing on this host: ``prepare`` says so before any trial trains."""
 

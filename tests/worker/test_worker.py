@@ -105,6 +105,18 @@ def test_a_poison_trial_fails_after_three_lost_leases_and_the_rest_finish(mongo_
     assert all(docs[t]["result"]["status"] == "ok" for t in healthy)
 
 
+def test_a_result_the_database_refuses_fails_its_trial_and_the_worker_goes_on(
+    mongo_url: str, workers: Workers
+) -> None:
+    store = experiment(mongo_url, "big", "oversized")
+    big, *small = enqueue_points(store, [{"x": 0.0, "oversized": True}, *points(2, oversized=False)])
+    worker = workers.start(mongo_url, "--exp-key", "big", "--max-trials", "3")
+    assert worker.wait(timeout=60) == 0, workers.logs()
+    docs = {d["tid"]: d for d in store.trial_docs()}
+    assert docs[big]["result"]["status"] == "fail" and "DocumentTooLarge" in docs[big]["result"]["error"]
+    assert docs[big]["lease_losses"] == 0 and all(docs[t]["result"]["status"] == "ok" for t in small)
+
+
 def test_workers_ride_out_a_database_outage_without_losing_results(
     restartable_mongo: NxServer, workers: Workers
 ) -> None:

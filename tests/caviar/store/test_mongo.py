@@ -142,6 +142,31 @@ def test_nothing_but_plain_values_is_stored(mongo_url: str, tmp_path: Path) -> N
     client.close()
 
 
+@pytest.mark.parametrize("refused", [
+    {"predictions": "0" * (17 * 2**20)},  # over 16 MB: pymongo's DocumentTooLarge
+    {"parameters": 2**70},  # BSON integers have 8 bytes: OverflowError
+    {"per_class": {"a\0b": 0.5}},  # a NUL byte in a key: InvalidDocument
+], ids=["too-large", "int-over-8-bytes", "nul-in-key"])
+def test_a_result_the_database_cannot_hold_is_recorded_as_the_trials_failure(
+    mongo_url: str, tmp_path: Path, refused: dict[str, Any]
+) -> None:
+    store = MongoStore(mongo_url, "e")
+    enqueue_points(store, [{"x": 1.0}, {"x": 2.0}])
+    artifact = tmp_path / "model.txt"
+    artifact.write_text("weights")
+    store.claim("w")
+    result = {"status": "ok", "loss": 0.5, "attachments": {"blob": b"data"}} | refused
+    assert store.finish(0, "w", result, {"model": str(artifact)})
+    assert store.finish(0, "w", result, {"model": str(artifact)})  # a retry after a lost reply lands the same
+    [doc] = [d for d in store.trial_docs() if d["tid"] == 0]
+    assert doc["state"] == DONE and doc["result"]["status"] == "fail", doc["result"]
+    assert doc["result"]["error"].startswith("the database refused the trial's result"), doc["result"]
+    assert store.attachment_names() == [] and store.fetch_best_artifact("model", str(tmp_path / "back")) is None
+    store.claim("w")
+    assert store.finish(1, "w", {"status": "ok", "loss": 0.7})  # the next trial is stored as usual
+    assert [d["result"] for d in store.trial_docs() if d["tid"] == 1] == [{"status": "ok", "loss": 0.7}]
+
+
 @pytest.mark.parametrize("exp_key", ["a", None])
 def test_a_trial_view_reads_only_what_changed(mongo_url: str, exp_key: str | None) -> None:
     """Finished trials are read once: later reads return only trials changed since (finished ones within the
