@@ -12,7 +12,7 @@ from caviar.store.local import LocalStore
 from optimizer.samplers._gaussian_process import (GaussianProcess, _yeo_johnson, _yeo_johnson_lambda,
                                                   log_expected_improvement, transform_outputs)
 from optimizer.samplers._space import translate
-from optimizer.samplers.gp import _UnitSpace
+from optimizer.samplers.gp import TR_LENGTH_INIT, TR_LENGTH_MAX, _trust_region, _UnitSpace
 from optimizer.search import Search
 from neural_net.space import CIFAR_SPACE
 from tests.optimizer.samplers.test_conformance import BRANIN, branin
@@ -112,6 +112,34 @@ def test_gp_gets_close_to_branins_optimum_in_30_evaluations():
         doc = store.claim("w")
         store.finish(doc["tid"], "w", {"status": "ok", "loss": branin(doc["params"])})
     assert min(d["result"]["loss"] for d in store.trial_docs()) < 0.398 + 0.01
+
+
+def test_a_trust_region_halves_after_failures_restarts_when_too_small_and_grows_after_successes():
+    flat = np.ones(35)  # nothing ever improves: 5 start-up trials, then a halving per 3 failures
+    assert _trust_region(flat, 5, 1) == ([0, 20], TR_LENGTH_INIT / 2**3)  # 5 halvings: restart at 20; 3 more
+    assert _trust_region(flat[:29], 5, 4) == ([0, 25], TR_LENGTH_INIT)  # in 4s: a failing batch halves it
+    assert _trust_region(-np.arange(20.0), 5, 1) == ([0], TR_LENGTH_MAX)  # 15 successes: doubled up to the cap
+
+
+def test_parallel_proposals_never_fall_beside_a_pending_trial_even_once_the_trust_region_is_small():
+    """4 trials always running, the oldest finishing next: no proposal within RMS 0.02 of a running one.
+
+    Without looking outside a box full of pending points, a tenth of Branin's parallel proposals did.
+    """
+    store = LocalStore()
+    search = Search(store, BRANIN, "gp", max_evals=100, seed=0)
+    running: list[dict] = []
+    near = 0
+    while search.top_up(1):
+        doc = store.claim("w")
+        unit = np.array([(doc["params"]["x1"] + 5) / 15, doc["params"]["x2"] / 15])
+        near += any(np.sqrt(np.mean((unit - other) ** 2)) < 0.02 for _, other in running)
+        running.append((doc["tid"], unit))
+        if len(running) == 4:
+            tid, _ = running.pop(0)
+            [done] = [d for d in store.trial_docs() if d["tid"] == tid]
+            store.finish(tid, "w", {"status": "ok", "loss": branin(done["params"])})
+    assert near == 0
 
 
 # Four choices of four options, each option an offset, and two numbers: 256 combinations of options.
