@@ -51,7 +51,8 @@ TPE's density ratio (``bench/quality.py``).
 - **Bounded cost.** Each finished trial is read once; the hyperparameters are
   fitted on at most ``FIT_POINTS`` trials and the posterior conditioned on at
   most ``MODEL_POINTS`` (half the best, half the latest), so past a few hundred
-  trials a proposal costs the same however large the experiment.
+  trials a proposal costs about the same however large the experiment (what
+  grows is the trust region's replay over the losses: 1-4 ms at 10,000 trials).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ TR_LENGTH_INIT, TR_LENGTH_MIN, TR_LENGTH_MAX = 0.8, 0.03, 1.6  # the trust regio
 TR_SUCCESSES, TR_FAILURES = 3, 3  # improving / failing batches in a row that double / halve it
 TR_IMPROVEMENT = 1e-4  # an improvement: below the region's best by this share of its magnitude
 TR_AVOID = 0.1  # a restarted region proposes nothing this close (RMS) to an earlier region's best
+TR_AVOIDED = 20  # ... of the best this many earlier regions (more cost time per proposal, growing with the experiment)
 # Believers leave the mean as it is: once the model has converged, the best points lie right
 # beside the pending ones. Closer than this (RMS over the unit columns) to one is no new point.
 MIN_PENDING_DISTANCE = 0.02
@@ -325,9 +327,9 @@ class _History:
         return np.array([self.rows[i] for i in order[chosen]]), losses[chosen], chosen
 
     def in_tid_order(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every unit row and loss, in tid order."""
+        """The positions of the trials (in ``rows``) and their losses, in tid order."""
         order = np.argsort(self.tids, kind="stable")
-        return np.array([self.rows[i] for i in order]), np.asarray(self.losses)[order]
+        return order, np.asarray(self.losses)[order]
 
 
 class GaussianProcessSampler(Sampler):
@@ -371,11 +373,12 @@ class GaussianProcessSampler(Sampler):
         if len(self.history.losses) < self.n_startup_trials or not space.modelled:
             return space.to_vals(space.random(1, rng, fixed)[0], prior)
         u_pending = space.from_vals([d["misc"]["vals"] for d in pending])
-        all_rows, all_losses = self.history.in_tid_order()
+        order, all_losses = self.history.in_tid_order()
         starts, length = _trust_region(all_losses, self.n_startup_trials, 1 + len(pending))
         start = starts[-1]
-        earlier = np.array([all_rows[a + int(np.argmin(all_losses[a:b]))] for a, b in itertools.pairwise(starts)]
-                           ).reshape(-1, len(space.params))  # the best of each earlier region
+        bests = [a + int(np.argmin(all_losses[a:b])) for a, b in itertools.pairwise(starts)]  # earlier regions'
+        bests = sorted(bests, key=lambda i: all_losses[i])[:TR_AVOIDED]
+        earlier = np.array([self.history.rows[order[i]] for i in sorted(bests)]).reshape(-1, len(space.params))
         if len(all_losses) - start < self.n_startup_trials:  # a restarted region's random start-up
             candidates = space.random(N_RANDOM, rng, fixed)
             away = np.flatnonzero(~space.near(candidates, earlier, TR_AVOID)
@@ -447,6 +450,7 @@ def _trust_region(losses: np.ndarray, n_startup: int, batch: int) -> tuple[list[
     best or fails (a parallel search judges as many trials at once as are running, the way TuRBO judges
     a batch: a trial proposed before its neighbours finished is no failure of theirs).
     """
+    losses = np.asarray(losses).tolist()  # Python floats: this loop runs over every trial at every proposal
     starts, length, successes, failures, best = [0], TR_LENGTH_INIT, 0, 0, math.inf
     i = 0
     while i < len(losses):
@@ -456,7 +460,7 @@ def _trust_region(losses: np.ndarray, n_startup: int, batch: int) -> tuple[list[
             continue
         if i + batch > len(losses):
             break
-        y = float(losses[i:i + batch].min())
+        y = min(losses[i:i + batch])
         successes, failures = (successes + 1, 0) if y < best - TR_IMPROVEMENT * abs(best) else (0, failures + 1)
         best = min(best, y)
         if successes == TR_SUCCESSES:
