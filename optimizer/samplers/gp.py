@@ -22,9 +22,10 @@ TPE's density ratio (``bench/quality.py``).
   ``TR_LENGTH_MIN`` the region restarts: ``n_startup_trials`` random points,
   then a new box around the best of them, with the GP still fitted on every
   trial but the improvement measured against the region's own best, and no
-  point within ``TR_AVOID`` of an earlier region's best. On Hartmann-6 a run
-  otherwise spent its last 50 evaluations refining the local optimum its
-  first 15 had found (a quarter of the runs); restarts found the global one
+  point within ``TR_AVOID`` of the best point of an earlier region (of the
+  ``TR_AVOIDED`` best ones). On Hartmann-6 a run otherwise spent its last 50
+  evaluations refining the local optimum its first 15 had found (a quarter
+  of the runs); restarts found the global one
   in some of them (held-out seeds 100-139: 6 trapped of 40 instead of 10;
   140-179: 9 instead of 14), at the cost of less refinement where the first
   region was right (median regret after 100 evaluations 0.001 instead of
