@@ -320,13 +320,6 @@ class _History:
             self.losses += [loss for _, loss, _ in ok]
             self.rows.extend(u)
 
-    def model_rows(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The unit rows and losses of at most ``size`` trials (``_subset``), in tid order, and their positions in it."""
-        order = np.argsort(self.tids, kind="stable")
-        losses = np.asarray(self.losses)[order]
-        chosen = _subset(losses, size)
-        return np.array([self.rows[i] for i in order[chosen]]), losses[chosen], chosen
-
     def in_tid_order(self) -> tuple[np.ndarray, np.ndarray]:
         """The positions of the trials (in ``rows``) and their losses, in tid order."""
         order = np.argsort(self.tids, kind="stable")
@@ -380,12 +373,14 @@ class GaussianProcessSampler(Sampler):
         bests = [a + int(np.argmin(all_losses[a:b])) for a, b in itertools.pairwise(starts)]  # earlier regions'
         bests = sorted(bests, key=lambda i: all_losses[i])[:TR_AVOIDED]
         earlier = np.array([self.history.rows[order[i]] for i in sorted(bests)]).reshape(-1, len(space.params))
+        avoided = np.vstack([u_pending, earlier])
+        radii = np.repeat([MIN_PENDING_DISTANCE, TR_AVOID], [len(u_pending), len(earlier)])
         if len(all_losses) - start < self.n_startup_trials:  # a restarted region's random start-up
             candidates = space.random(N_RANDOM, rng, fixed)
-            away = np.flatnonzero(~space.near(candidates, earlier, TR_AVOID)
-                                  & ~space.near(candidates, u_pending, MIN_PENDING_DISTANCE))
+            away = np.flatnonzero(~space.near(candidates, avoided, radii))
             return space.to_vals(candidates[away[0] if len(away) else 0], prior)
-        u_done, losses, positions = self.history.model_rows(MODEL_POINTS)
+        positions = _subset(all_losses, MODEL_POINTS)  # the model's trials, by their places in tid order
+        u_done, losses = np.array([self.history.rows[order[i]] for i in positions]), all_losses[positions]
         y = transform_outputs(losses)
         x_done = space.encode(u_done)
         gp = GaussianProcess(x_done, y, fit=_subset(y, FIT_POINTS) if len(y) > FIT_POINTS else None,
@@ -396,8 +391,6 @@ class GaussianProcessSampler(Sampler):
         gp.condition_on_pending(x_pending)
         # Points already tried or pending (all of them, not only the model's) are never proposed again.
         tried, queued = self.history.tried, {row.tobytes() for row in x_pending}  # not merged: a copy per proposal
-        avoided = np.vstack([u_pending, earlier])
-        radii = np.repeat([MIN_PENDING_DISTANCE, TR_AVOID], [len(u_pending), len(earlier)])
 
         def score(u: np.ndarray) -> np.ndarray:
             x = space.encode(u)
