@@ -23,6 +23,9 @@ configurations tried):
   differ in their stopping rules alone; ``--algo gp`` measures Caviar's default search) and
   ``--workers`` ``python -m worker`` processes on a fresh nx-27017 server,
   with ``--scheduler none`` / ``asha`` (``--min-epochs 1 --reduction-factor 3``);
+  ``caviar-asha-promote``: asha with ``--promote yes`` (a promotion is a trial of its own
+  that resumes from the paused trial's checkpoint: it counts the epochs after that one,
+  and the system may run twice ``--stopping-trials`` trials);
   the objective reports through ``neural_net.callbacks.ReportEpochs`` and so
   checkpoints every epoch to GridFS, as the CNN does;
 - ``optuna-sh`` / ``optuna-hb``: ``--workers`` processes running
@@ -149,9 +152,16 @@ def objective(params: dict[str, Any]) -> dict[str, Any]:
 
     checkpoint = Path(tempfile.mkdtemp()) / "checkpoint.npz"
     callback = ReportEpochs(checkpoint, monitors=("val_accuracy",))
-    scores = train(params, [callback], lambda model: resume(checkpoint, model))
+
+    def resume_into(model: Any) -> tuple[int, dict]:
+        step, history = resume(checkpoint, model)
+        callback.history = {key: list(values) for key, values in history.items()}
+        return step, history
+
+    scores = train(params, [callback], resume_into)
     scores["val_history"] = [float(v) for v in callback.history["val_accuracy"]]  # epochs before a restart included
     scores["epochs_trained"] = len(scores["val_history"])
+    scores["val_accuracy"] = max(scores["val_history"])
     return {"loss": -scores["val_accuracy"], "status": "ok", **scores}
 
 
@@ -214,8 +224,11 @@ class Run:
 
 
 def trials_of(system: str, args: argparse.Namespace) -> int:
-    """How many trials a system runs: the early-stopping ones more, for the same budget of epochs."""
-    return args.trials if system == "caviar-none" else args.stopping_trials
+    """How many trials a system runs: the early-stopping ones more, for the same budget of epochs (twice as
+    many with promotions, each of which is a trial of its own)."""
+    if system == "caviar-none":
+        return args.trials
+    return 2 * args.stopping_trials if system.endswith("-promote") else args.stopping_trials
 
 
 def within(run: Run, budget: int) -> Run:
@@ -229,15 +242,27 @@ def within(run: Run, budget: int) -> Run:
     return Run(run.system, run.start, run.wall, kept)
 
 
-def run_caviar(scheduler: str, seed: int, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
-    start, wall, docs = run_search(workdir, f"caviar-{scheduler}-{seed}", ["--seed", str(seed),
+def run_caviar(variant: str, seed: int, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:
+    """``variant``: a scheduler, ``asha-promote`` for asha with ``--promote yes``."""
+    scheduler, _, promote = variant.partition("-")
+    start, wall, docs = run_search(workdir, f"caviar-{variant}-{seed}", ["--seed", str(seed),
         "--space", "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective",
-        "--max-evals", str(trials_of(f"caviar-{scheduler}", args)), "--algo", args.algo,
+        "--max-evals", str(trials_of(f"caviar-{variant}", args)), "--algo", args.algo,
         "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
-        "--results-dir", str(workdir / f"results-{scheduler}-{seed}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
+        "--promote", "yes" if promote == "promote" else "no",
+        "--results-dir", str(workdir / f"results-{variant}-{seed}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
     ], args.workers, search_env(bench_env))
-    trials = [d["result"] for d in docs if d["result"].get("status") == "ok"]
-    return Run(f"caviar-{scheduler}", start, wall, sorted(trials, key=lambda r: r["end_time"]))
+    trials = [epochs_of_its_own(d) for d in docs if d["result"].get("status") == "ok"]
+    return Run(f"caviar-{variant}", start, wall, sorted(trials, key=lambda r: r["end_time"]))
+
+
+def epochs_of_its_own(doc: dict[str, Any]) -> dict[str, Any]:
+    """A trial's result, a promotion's ``epochs_trained`` cut to the epochs after the one it resumed from (the
+    paused trial it continues counts those)."""
+    result = dict(doc["result"])
+    if doc.get("continues"):
+        result["epochs_trained"] -= result.get("resumed_from") or 0
+    return result
 
 
 def run_optuna(pruner: str, seed: int, args: argparse.Namespace, workdir: Path, bench_env: dict[str, str]) -> Run:

@@ -34,7 +34,8 @@ The CIFAR CNN (``neural_net:CNN``) is one family. Any plain ``module:function``
 objective becomes a ``FunctionFamily``: metric "loss", minimized, no settings,
 unless the function names its metric (``fn.metric = "accuracy"``,
 ``fn.maximize = True``) or its default scheduler (``fn.scheduler = "asha"``,
-``fn.max_steps = 27``). The search's seed reaches every objective as the
+``fn.max_steps = 27``, ``fn.promote = True`` for asha's promotions of an
+objective that checkpoints). The search's seed reaches every objective as the
 environment variable ``HKS_SEED``.
 """
 
@@ -87,6 +88,7 @@ class ModelFamily:
     diagrams: bool = False
     test_artifact: str | None = None
     scheduler: str = "none"  # default early stopping (caviar.schedulers) for objectives that report epochs
+    promote: bool = False  # asha's default --promote: the objective checkpoints each step (caviar.reporting)
     cv_setting: str | None = None
 
     def objective(self, params: dict[str, Any]) -> Any:
@@ -131,6 +133,7 @@ class FunctionFamily(ModelFamily):
         self.metric = str(getattr(fn, "metric", "loss"))
         self.maximize = bool(getattr(fn, "maximize", False))
         self.scheduler = str(getattr(fn, "scheduler", "none"))
+        self.promote = bool(getattr(fn, "promote", False))
 
     def objective(self, params: dict[str, Any]) -> Any:
         return self.fn(params)

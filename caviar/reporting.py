@@ -27,7 +27,10 @@ Checkpoints let a trial resume where it stopped (its worker died, the embedded
 search was interrupted): ``save_checkpoint(path, step, info)`` keeps a copy of
 the file (only the latest per trial) with plain ``info`` (e.g. the history so
 far), and ``restore_checkpoint(dest)`` copies it back and returns what was
-saved. The checkpoint is deleted when the trial ends.
+saved. The checkpoint is deleted when the trial ends, unless the trial pauses:
+with ``--promote yes`` ASHA stops a trial that does not yet hold a place at its
+rung, and it may later be continued from there; ``pausing()`` is then True, and
+an objective that checkpoints saves the step it stopped at as it would any other.
 
 The current trial's reporter is context-local (``contextvars``): a thread that
 the objective starts does not inherit it and reports nowhere.
@@ -74,6 +77,10 @@ class Reporter(abc.ABC):
     @abc.abstractmethod
     def restore_checkpoint(self, dest: str) -> Checkpoint | None:
         """Copy this trial's checkpoint to ``dest``; None when it has none."""
+
+    def pausing(self) -> bool:
+        """Whether the trial was stopped to be continued later: a checkpoint of its last step is still wanted."""
+        return False
 
 
 _current: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar("caviar_reporter", default=None)
@@ -134,6 +141,13 @@ def save_checkpoint(path: str, step: int, info: dict[str, Any] | None = None) ->
     reporter = _current.get()
     if reporter is not None:
         reporter.save_checkpoint(path, step, info)
+
+
+def pausing() -> bool:
+    """Whether the running trial stopped where it may be promoted from (False outside a run): save the
+    checkpoint of the step just reported, as if it went on."""
+    reporter = _current.get()
+    return False if reporter is None else reporter.pausing()
 
 
 def restore_checkpoint(dest: str) -> Checkpoint | None:

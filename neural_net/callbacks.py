@@ -4,9 +4,10 @@
 ``caviar.reporting`` (the fine head's, or ``val_accuracy`` for a one-output
 model), sets ``model.stop_training`` when the scheduler stops the trial (and
 leaves after the next batch when the worker lost the trial's lease), and
-otherwise saves the model's training state as the trial's checkpoint with the
-history so far. ``resume`` restores that state, when the trial starts again
-elsewhere, into the model built anew as for a fresh trial, and returns the
+otherwise (or when asha pauses the trial, to promote it later) saves the
+model's training state as the trial's checkpoint with the history so far.
+``resume`` restores that state, when the trial starts again elsewhere (a
+promotion included), into the model built anew as for a fresh trial, and returns the
 epoch to go on from (``fit(initial_epoch=...)``) and the history of the epochs
 before it, so the final history is that of an uninterrupted run, bit for bit.
 
@@ -68,11 +69,11 @@ class ReportEpochs(keras.callbacks.Callback):
             raise KeyError(f"none of {list(self.monitors)} in this epoch's logs {sorted(logs)}: "
                            "give the model validation data and an accuracy metric")
         step = epoch + 1
-        if not reporting.report(step, float(logs[monitor])):
+        go_on = reporting.report(step, float(logs[monitor]))
+        if not go_on:
             log.info("stopped by the scheduler after epoch %d (%s %.4f)", step, monitor, logs[monitor])
             self.model.stop_training = True
-            return
-        if step < self.params.get("epochs", step + 1):  # the last epoch needs no checkpoint
+        if (go_on or reporting.pausing()) and step < self.params.get("epochs", step + 1):  # not after the last
             state = {f"state_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(training_state(self.model))}
             files = {f"file_{i}": np.frombuffer(Path(path).read_bytes(), np.uint8)
                      for i, path in enumerate(self.carried) if Path(path).exists()}

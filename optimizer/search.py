@@ -22,6 +22,7 @@ from caviar.objective import to_plain
 from optimizer.samplers import ALGORITHMS
 from optimizer.samplers._base import Doc
 from optimizer.samplers.registry import SAMPLERS
+from caviar.schedulers import Scheduler
 from caviar.store import DONE, NEW, RUNNING, NewItems, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Searcher(abc.ABC):
     store: TrialStore
     max_evals: int
     exhausted: bool  # nothing left to propose
+    # Promotions of paused trials go before new points (ASHA's get_job); see caviar.schedulers.asha.
+    scheduler: Scheduler | None = None
 
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
@@ -75,16 +78,44 @@ class Searcher(abc.ABC):
         """
         counts = self.store.count_by_state() if counts is None else counts
         wanted = min(queued_target - counts.get(NEW, 0), self.remaining(counts))
-        if wanted <= 0 or self.exhausted:
+        promotes = self.scheduler is not None and self.scheduler.promotes
+        if wanted <= 0 or (self.exhausted and not promotes):
             return 0
         if finished is None or pending is None:
             docs = self.store.trial_docs()
             finished = [d for d in docs if d["state"] == DONE]
             pending = [d for d in docs if d["state"] != DONE]
-        new_docs = self._new_docs(wanted, finished, pending)
+        new_docs = self._promoted_docs(wanted, finished, pending) if promotes else []
+        if len(new_docs) < wanted and not self.exhausted:
+            new_docs += self._new_docs(wanted - len(new_docs), finished, pending + new_docs)
         if new_docs:
             self.store.enqueue(new_docs)
         return len(new_docs)
+
+    def _promoted_docs(self, wanted: int, finished: list[Doc], pending: list[Doc]) -> list[Doc]:
+        """Up to ``wanted`` NEW trials that continue the paused trials the scheduler promotes now.
+
+        A promotion is a trial of its own (finished trials never change): the
+        parent's point and ``params``, with ``continues`` naming the parent, the
+        step it paused at and its reports, so the worker resumes from the
+        parent's checkpoint and the parent's losses count for its result.
+        """
+        assert self.scheduler is not None
+        due = self.scheduler.promotions([*finished, *pending])[:wanted]
+        if not due:
+            return []
+        parents = {d["tid"]: d for d in finished}
+        docs = []
+        for (parent_tid, step), tid in zip(due, self.store.new_tids(len(due))):
+            parent = parents[parent_tid]
+            vals = parent["misc"]["vals"]
+            misc = dict(parent["misc"], tid=tid, idxs={label: [tid] if v else [] for label, v in vals.items()})
+            [doc] = Trials().new_trial_docs([tid], [parent.get("spec")], [{"status": "new"}], [misc])
+            continues = {"tid": parent_tid, "step": step, "reports": parent.get("reports") or {}}
+            doc = to_plain(doc) | {"params": parent["params"], "continues": continues}
+            log.info("trial %s: promoted from rung %s, continued as trial %s", parent_tid, step, tid)
+            docs.append(doc)
+        return docs
 
     @abc.abstractmethod
     def _new_docs(self, wanted: int, finished: list[Doc], pending: list[Doc]) -> list[Doc]:

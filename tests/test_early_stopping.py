@@ -170,3 +170,57 @@ def test_reports_during_a_database_outage_land_afterwards_and_the_trial_finishes
     assert doc["result"]["status"] == "ok" and "stopped" not in doc["result"], workers.logs()
     assert steps(doc["reports"]) == list(range(1, 9))
     assert "store unreachable" in workers.logs() and doc["lease_losses"] == 0
+
+
+def check_promotions(docs: list[dict[str, Any]], seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each promotion continues a paused trial once, from the step it paused at, with the same point, and
+    ends with the history of an uninterrupted run of that point (same seed)."""
+    by_tid = {d["tid"]: d for d in docs}
+    promoted = [d for d in docs if d.get("continues")]
+    assert promoted, "asha with promotions should have continued some paused trial"
+    assert len({d["continues"]["tid"] for d in promoted}) == len(promoted), "a trial continued twice"
+    monkeypatch.setenv("HKS_SEED", str(seed))
+    for doc in promoted:
+        parent = by_tid[doc["continues"]["tid"]]
+        step = doc["continues"]["step"]
+        assert parent["result"]["paused"] and parent["result"]["stopped_at"] == step == doc["result"]["resumed_from"]
+        assert doc["params"] == parent["params"] and doc["misc"]["vals"] == parent["misc"]["vals"]
+        assert doc["continues"]["reports"] == parent["reports"] and min(steps(doc["reports"])) == step + 1
+        whole = training.numpy_training(doc["params"])["history"]["loss"]
+        assert [doc["continues"]["reports"].get(str(s), doc["reports"].get(str(s))) for s in range(1, len(whole) + 1)
+                if str(s) in doc["reports"] or str(s) in doc["continues"]["reports"]] == pytest.approx(
+                    whole[:max(steps(doc["reports"]))], rel=1e-12)
+        if "history" in doc["result"]:  # ran to its last epoch
+            assert doc["result"]["history"]["loss"] == pytest.approx(whole, rel=1e-12)
+
+
+def test_embedded_asha_with_promotions_continues_paused_trials_from_their_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ("--max-evals", "30", "--results-dir", str(tmp_path / "results"), "--seed", "4", "--no-tensorboard",
+            "--scheduler", "asha", "--promote", "yes")
+    log = tmp_path / "search.log"
+    assert optimizer(*args, log=log).wait(timeout=120) == 0, log.read_text()[-3000:]
+    docs = finished_trials(tmp_path)
+    assert len(docs) == 30 and all(d["result"]["status"] == "ok" for d in docs)
+    check_promotions(docs, 4, monkeypatch)
+    assert "promoted from rung" in log.read_text()
+    assert not list((tmp_path / "results" / "checkpoints").glob("*")), "paused trials' checkpoints outlived the search"
+
+
+def test_workers_continue_the_trials_asha_promotes_and_no_checkpoint_is_left(
+    mongo_url: str, workers: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workers.start(mongo_url, "--exp-key", "promote", "--idle-exit", "10")
+    workers.start(mongo_url, "--idle-exit", "10")  # serving any experiment of the database (exp_key None)
+    args = ("--mongo", mongo_url, "--exp-key", "promote", "--max-evals", "24", "--scheduler", "asha",
+            "--promote", "yes", "--results-dir", str(tmp_path / "results"), "--no-tensorboard", "--seed", "5")
+    log = tmp_path / "master.log"
+    assert optimizer(*args, log=log, EPOCH_SECONDS="0.02").wait(timeout=180) == 0, log.read_text()[-3000:]
+    assert workers.wait_all(timeout=30) == [0, 0], workers.logs()
+    store = MongoStore(mongo_url, "promote")
+    docs = store.trial_docs()
+    assert len(docs) == 24 and all(d["result"]["status"] == "ok" for d in docs)
+    check_promotions(docs, 5, monkeypatch)
+    assert "resuming from the checkpoint of step" in workers.logs()
+    assert all(store.get_checkpoint(d["tid"], str(tmp_path / "none")) is None for d in docs)

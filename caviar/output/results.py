@@ -88,7 +88,7 @@ def trial_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "owner": doc.get("owner"),
         "book_time": doc.get("book_time"),
         "refresh_time": doc.get("refresh_time"),
-    }
+    } | ({"continues": doc["continues"]} if doc.get("continues") else {})  # a promotion: the trial it goes on from
 
 
 def doc_of_summary(summary: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def doc_of_summary(summary: dict[str, Any]) -> dict[str, Any]:
         "misc": {"tid": tid, "cmd": None, "workdir": None, "idxs": misc["idxs"], "vals": misc["vals"]},
         "exp_key": None, "owner": summary.get("owner"), "version": 0,
         "book_time": summary.get("book_time"), "refresh_time": summary.get("refresh_time"),
-    }
+    } | ({"continues": summary["continues"]} if summary.get("continues") else {})
 
 
 def best_summary(doc: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,9 @@ them every finished trial again and only the new ones are written.
 
 A trial that a scheduler stopped early (``"stopped": true`` in its result) is
 a finished trial, not a failed one: its MLflow run is FINISHED with the tags
-``stopped=true`` and ``stopped_at=<epoch>``, and its HParams session has
-``stopped`` true (false for every other trial).
+``stopped=true`` and ``stopped_at=<epoch>`` (and ``paused=true`` when asha may
+promote it), and its HParams session has ``stopped`` true (false for every
+other trial); a promotion's run is tagged ``continues=<tid>``.
 """
 
 from __future__ import annotations
@@ -344,6 +345,10 @@ class MlflowTracker:
             tags["caviar.error"] = str(result["error"])[:MAX_TAG_CHARS]
         if result.get("stopped"):  # stopped early by the scheduler: a finished run, not a failed one
             tags |= {"stopped": "true", "stopped_at": str(result.get("stopped_at"))}
+            if result.get("paused"):
+                tags["paused"] = "true"
+        if doc.get("continues"):  # promoted by asha: it goes on from that trial's checkpoint
+            tags["continues"] = str(doc["continues"]["tid"])
         start_ms = int(1000 * (doc.get("book_time") or time.time()))
         end_ms = int(1000 * (doc.get("refresh_time") or time.time()))
         run_id = client.create_run(self._experiment_id, start_time=start_ms, tags=tags,

@@ -34,10 +34,14 @@ class TrialReporter(Reporter):
         self._store, self._tid, self._owner, self._scheduler = store, doc["tid"], owner, scheduler
         self._sign = -1.0 if maximize else 1.0
         # Losses of this trial, earlier attempts' included (a resumed trial's best may lie before its restart).
-        self.losses: dict[int, float | None] = {int(k): v for k, v in (doc.get("reports") or {}).items()}
+        # A promoted trial (``continues``) starts from its paused parent's checkpoint, with the parent's losses.
+        self._parent: int | None = (doc.get("continues") or {}).get("tid")
+        earlier = (doc.get("continues") or {}).get("reports") or {}
+        self.losses: dict[int, float | None] = {int(k): v for k, v in {**earlier, **(doc.get("reports") or {})}.items()}
         self._unwritten: dict[int, float | None] = {}
         self.stopped_at: int | None = None
         self.resumed_from: int | None = None
+        self.paused = False  # stopped by a promoting scheduler with a checkpoint of its stopping step kept
         self._lost = False
         self._store_down = False
 
@@ -65,16 +69,27 @@ class TrialReporter(Reporter):
     def should_stop(self) -> bool:
         return self.stopped_at is not None or self._lost
 
+    def pausing(self) -> bool:
+        return (self._scheduler.promotes and not self._lost and self.stopped_at is not None
+                and self.losses.get(self.stopped_at) is not None)
+
     def save_checkpoint(self, path: str, step: int, info: dict[str, Any] | None = None) -> None:
+        step = check_step(step)
+        if self._lost or (self.stopped_at is not None and not (self.pausing() and step == self.stopped_at)):
+            return  # a stopped trial keeps a checkpoint only to be promoted from where it paused
         try:
-            if not self._store.put_checkpoint(self._tid, self._owner, path, check_step(step), info):
+            if not self._store.put_checkpoint(self._tid, self._owner, path, step, info):
                 self._lose()
+            elif self.stopped_at is not None:
+                self.paused = True
         except self._store.transient_errors as err:
             self._outage(f"checkpoint of step {step}", err)
 
     def restore_checkpoint(self, dest: str) -> Checkpoint | None:
         try:
             kept = self._store.get_checkpoint(self._tid, dest)
+            if kept is None and self._parent is not None:
+                kept = self._store.get_checkpoint(self._parent, dest)
         except self._store.transient_errors as err:
             self._outage("checkpoint restore (starting from scratch)", err)
             return None
@@ -100,11 +115,16 @@ class TrialReporter(Reporter):
         """Mark a stopped or resumed trial's result, write what is left, drop the checkpoint."""
         if result.get("status") == STATUS_OK and self.stopped_at is not None:
             result |= {"stopped": True, "stopped_at": self.stopped_at}
+            if self.paused:
+                result["paused"] = True  # its checkpoint stays, for a promotion
         if self.resumed_from is not None:
             result["resumed_from"] = self.resumed_from
         try:
             self._write_reports()
-            self._store.discard_checkpoint(self._tid)
+            if not result.get("paused"):
+                self._store.discard_checkpoint(self._tid)
+            if self._parent is not None:
+                self._store.discard_checkpoint(self._parent)
         except self._store.transient_errors as err:
             log.warning("trial %s: could not write its last reports or drop its checkpoint (%s)", self._tid, err)
         return result

@@ -67,6 +67,10 @@ def add_flags(parser: Parser, family: ModelFamily | None) -> None:
                       help="epochs every trial runs before it can be stopped (the first rung)")
     parser.env_option("--reduction-factor", "HKS_REDUCTION_FACTOR", 3, positive_int, group=group,
                       help="asha/hyperband keep one trial in this many at each rung")
+    promote = "yes" if family is not None and family.promote else "no"
+    parser.env_option("--promote", "HKS_PROMOTE", promote, choices=["yes", "no"], group=group,
+                      help="asha pauses the trials it stops, at their checkpoint, and continues those that "
+                           "rank among the best as their rung fills up (the ASHA paper's promotions)")
 
 
 def export(args: argparse.Namespace, family: ModelFamily) -> dict[str, str]:
@@ -74,8 +78,13 @@ def export(args: argparse.Namespace, family: ModelFamily) -> dict[str, str]:
 
     Call after the family's settings are exported: ``family.max_steps()`` reads them.
     """
-    scheduler = from_config({"name": args.scheduler, "min_epochs": args.min_epochs,
-                             "reduction_factor": args.reduction_factor, "max_epochs": family.max_steps()})
+    config = {"name": args.scheduler, "min_epochs": args.min_epochs, "reduction_factor": args.reduction_factor,
+              "max_epochs": family.max_steps()}
+    if args.promote == "yes" and args.scheduler != "none":
+        if args.scheduler != "asha":
+            raise CaviarError(f"--promote yes needs --scheduler asha, not {args.scheduler!r}")
+        config["promote"] = True
+    scheduler = from_config(config)
     env = {CONFIG_ENV: json.dumps(scheduler.config(), sort_keys=True)}
     os.environ.update(env)
     return env

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,15 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     def decide(self, tid: int, step: int, losses: Mapping[int, float | None]) -> Decision:
         """Stop or go on at a rung, from every trial's loss at ``step`` (``losses[tid]`` included)."""
+
+    # A scheduler that promotes pauses the trials it stops (they keep their checkpoint) and later has
+    # some continued, from their checkpoint, as trials of their own (``promotions``); others stop for good.
+    promotes = False
+
+    def promotions(self, docs: Iterable[dict[str, Any]]) -> list[tuple[int, int]]:
+        """The paused trials to continue now, as ``(tid, step)``, the most urgent first: a pure function of
+        the trial documents (``reports``, ``result``, ``continues``) that the store holds."""
+        return []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config()})"

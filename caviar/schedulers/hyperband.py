@@ -9,8 +9,6 @@ are compared only within their bracket.
 
 from __future__ import annotations
 
-from typing import Mapping
-
 from caviar.schedulers.asha import Asha
 
 
@@ -19,8 +17,11 @@ class Hyperband(Asha):
 
     name = "hyperband"
 
-    def __init__(self, min_epochs: int = 1, reduction_factor: int = 3, max_epochs: int | None = None):
-        super().__init__(min_epochs, reduction_factor, max_epochs)
+    def __init__(self, min_epochs: int = 1, reduction_factor: int = 3, max_epochs: int | None = None,
+                 promote: bool = False):
+        super().__init__(min_epochs, reduction_factor, max_epochs, promote)
+        if promote:  # a promoted trial continues under a new tid, which would fall in another bracket
+            raise ValueError("hyperband does not promote paused trials: use asha for promote")
         if max_epochs is None:
             raise ValueError("hyperband needs max_epochs (the steps of a full trial) to size its brackets")
         s_max = 0
@@ -28,12 +29,8 @@ class Hyperband(Asha):
             s_max += 1
         self.brackets = s_max + 1
 
-    def bracket(self, tid: int) -> int:
-        return tid % self.brackets
+    def group(self, tid: int) -> int:
+        return tid % self.brackets  # the bracket
 
     def first_rung(self, tid: int) -> int:
-        return self.min_epochs * self.reduction_factor ** self.bracket(tid)
-
-    def peers_of(self, tid: int, losses: Mapping[int, float | None]) -> dict[int, float | None]:
-        mine = self.bracket(tid)
-        return {other: loss for other, loss in losses.items() if self.bracket(other) == mine}
+        return self.min_epochs * self.reduction_factor ** self.group(tid)

@@ -258,6 +258,8 @@ class MongoStore(TrialStore):
         """Remember which experiment a claimed trial belongs to (for exp_key=None)."""
         if doc is not None:
             self._claimed[doc["tid"]] = doc["exp_key"]
+            if doc.get("continues"):  # a promotion reads and drops the checkpoint of the trial it continues
+                self._claimed[doc["continues"]["tid"]] = doc["exp_key"]
         return doc
 
     # -- the experiment -------------------------------------------------------

@@ -294,6 +294,9 @@ class _History:
 
     Kept across proposals so that a proposal's work does not grow with the
     experiment: ``finished`` only grows, and a trial's point and loss never change.
+    A promotion (``continues``: asha went on with a paused trial) is the same
+    point further trained: its loss replaces the one it continues, so a point
+    counts once, with its latest score.
     """
 
     def __init__(self, space: _UnitSpace):
@@ -304,6 +307,7 @@ class _History:
         self.losses: list[float] = []
         self.rows: list[np.ndarray] = []
         self.tried: set[bytes] = set()  # encodings of every finished point (failed ones too): not proposed again
+        self._position: dict[int, int] = {}  # tid -> its row (a promotion's: the row of the trial it continues)
 
     def update(self, finished: Sequence[Doc]) -> None:
         """Take the trials of ``finished`` not read yet."""
@@ -313,12 +317,23 @@ class _History:
             return
         self.tried.update(row.tobytes() for row in self.space.encode(self.space.from_vals(
             [d["misc"]["vals"] for d in new])))
-        ok = [(d["tid"], loss, d["misc"]["vals"]) for d in new if (loss := finished_loss(d)) is not None]
-        if ok:
-            u = self.space.from_vals([vals for _, _, vals in ok])
-            self.tids += [tid for tid, _, _ in ok]
-            self.losses += [loss for _, loss, _ in ok]
-            self.rows.extend(u)
+        tids: list[int] = []
+        vals: list[dict[str, Any]] = []
+        for d in new:
+            loss = finished_loss(d)
+            row = self._position.get((d.get("continues") or {}).get("tid"))
+            if row is not None:
+                self._position[d["tid"]] = row
+                if loss is not None:
+                    self.losses[row] = loss
+            elif loss is not None:
+                self._position[d["tid"]] = len(self.losses)
+                tids.append(d["tid"])
+                vals.append(d["misc"]["vals"])
+                self.losses.append(loss)
+        if tids:
+            self.tids += tids
+            self.rows.extend(self.space.from_vals(vals))
 
     def in_tid_order(self) -> tuple[np.ndarray, np.ndarray]:
         """The positions of the trials (in ``rows``) and their losses, in tid order."""

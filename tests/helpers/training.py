@@ -48,10 +48,12 @@ def numpy_training(params: dict[str, Any]) -> dict[str, Any]:
             weights = weights - params["lr"] * ((weights - target) + params["noise"] * rng.normal(size=DIM))
         history.append(float(np.sum((weights - target) ** 2)))
         time.sleep(float(os.environ.get("EPOCH_SECONDS", "0")))
-        if not reporting.report(epoch + 1, history[-1]):
+        go_on = reporting.report(epoch + 1, history[-1])
+        if go_on or reporting.pausing():  # a paused trial keeps the step it stopped at, to be promoted from
+            np.save(state, weights)
+            reporting.save_checkpoint(state, epoch + 1, {"history": history})
+        if not go_on:
             raise reporting.TrialStopped()
-        np.save(state, weights)
-        reporting.save_checkpoint(state, epoch + 1, {"history": history})
         _maybe_die(epoch + 1)
     return {"loss": history[-1], "history": {"loss": history}}
 

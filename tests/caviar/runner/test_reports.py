@@ -20,7 +20,7 @@ from caviar.store.local import LocalStore
 from caviar.store.mongo import MongoStore
 from tests.helpers import objectives, training
 from tests.helpers.server import NxServer
-from tests.helpers.trials import enqueue_points
+from tests.helpers.trials import enqueue_points, trial_doc
 
 ASHA = {"name": "asha", "min_epochs": 1, "reduction_factor": 3, "max_epochs": training.EPOCHS}
 POINT = {"lr": 0.05, "noise": 0.5}
@@ -63,6 +63,41 @@ def test_a_trial_behind_its_rung_is_stopped_and_finishes_ok(asha: None) -> None:
     assert list(stored["reports"]) == ["1"]
     assert stored["decisions"] == {"1": {"stop": True, "peers": 3, "cutoff": 0.0, "scheduler": "asha"}}
     assert store.get_checkpoint(tid, "/nonexistent/never-written") is None  # dropped when the trial ended
+
+
+def test_a_paused_trial_keeps_its_checkpoint_and_its_promotion_resumes_from_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(ASHA | {"promote": True}))
+    store = LocalStore(artifact_dir=str(tmp_path))
+    [tid] = enqueue_points(store, [POINT])
+    result, _ = run_trial(store, store.claim("w"), training.numpy_training, "w", 30.0)
+    assert result["stopped"] and result["stopped_at"] == 1 and result["paused"]  # alone: no place at its rung yet
+    assert store.finish(tid, "w", result)
+    assert store.get_checkpoint(tid, str(tmp_path / "kept"))[0] == 1
+    parent = doc_of(store, tid)
+    [child] = store.new_tids(1)
+    store.enqueue([trial_doc(child, POINT) | {"continues": {"tid": tid, "step": 1, "reports": parent["reports"]}}])
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(ASHA))  # no more pauses: it runs to the end
+    result, _ = run_trial(store, store.claim("w"), training.numpy_training, "w", 30.0)
+    assert result["resumed_from"] == 1 and result["history"] == training.numpy_training(POINT)["history"]
+    assert sorted(doc_of(store, child)["reports"], key=int) == [str(e) for e in range(2, training.EPOCHS + 1)]
+    assert store.get_checkpoint(tid, str(tmp_path / "gone")) is None  # the promotion dropped its parent's
+
+
+def test_without_promotions_a_stopped_trial_saves_no_checkpoint_of_its_last_step(
+    asha: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = LocalStore(artifact_dir=str(tmp_path))
+    for tid in enqueue_points(store, [{"lead": 1.0}, {"lead": 2.0}]):
+        store.claim("peer")
+        assert store.report(tid, "peer", 1, 0.0)
+    enqueue_points(store, [POINT])
+    doc = store.claim("w")
+    saved: list[int] = []
+    monkeypatch.setattr(store, "put_checkpoint", lambda tid, owner, path, step, info=None: saved.append(step) or True)
+    result, _ = run_trial(store, doc, training.numpy_training, "w", 30.0)
+    assert result["stopped_at"] == 1 and "paused" not in result and saved == []
 
 
 def test_the_first_trial_at_each_rung_runs_to_the_end(asha: None) -> None:

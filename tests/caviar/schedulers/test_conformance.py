@@ -121,3 +121,44 @@ def test_median_needs_enough_peers_then_stops_the_worse_half() -> None:
     many = {tid: float(tid) for tid in range(MIN_PEERS + 1)}
     assert median.decide(10, 2, many | {10: 2.5}).stop
     assert not median.decide(10, 2, many | {10: 1.5}).stop
+
+
+def paused(tid: int, step: int, reports: dict[int, float], **extra: object) -> dict:
+    """A finished trial that asha paused at ``step`` with its checkpoint kept."""
+    return {"tid": tid, "reports": {str(s): loss for s, loss in reports.items()},
+            "result": {"status": "ok", "stopped": True, "stopped_at": step, "paused": True}} | extra
+
+
+def test_asha_with_promotions_pauses_until_it_holds_a_place_at_the_rung() -> None:
+    asha = Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True)
+    assert asha.promotes and from_config(asha.config()).promotes
+    assert Asha(max_epochs=9).config() == from_config({"name": "asha", "max_epochs": 9}).config()  # unchanged off
+    # No place for the first two at a rung (3 // 3 = 1 place once there are 3), whatever their loss.
+    assert asha.decide(0, 1, {0: 0.1}).stop and asha.decide(1, 1, {0: 0.5, 1: 0.1}).stop
+    assert not asha.decide(2, 1, {0: 0.5, 1: 0.4, 2: 0.1}).stop
+    assert asha.decide(2, 1, {0: 0.5, 1: 0.1, 2: 0.1}).stop  # ties still go against the trial arriving
+    assert asha.decide(0, 1, {0: None, 1: 0.5, 2: 0.6}).stop
+
+
+def test_asha_promotes_the_paused_trials_that_now_hold_a_place_higher_rungs_first() -> None:
+    asha = Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True)
+    docs = [paused(0, 1, {1: 0.2}), paused(1, 1, {1: 0.9}), paused(2, 1, {1: 0.5})]
+    assert asha.promotions(docs) == [(0, 1)]  # 3 at rung 1: one place, trial 0's
+    # Six at rung 1 (two places: trials 0 and 4), three at rung 3 (one place: trial 3, paused there).
+    docs += [paused(3, 3, {1: 0.8, 2: 0.7, 3: 0.1}), paused(4, 1, {1: 0.3}),
+             {"tid": 5, "reports": {"1": 0.6, "2": 0.5, "3": 0.4}, "result": {"status": "new"}},  # running on
+             paused(6, 3, {1: 0.85, 2: 0.6, 3: 0.3})]
+    assert asha.promotions(docs) == [(3, 3), (0, 1), (4, 1)]
+    # A trial continued once is not promoted again; a NaN at the rung, a stopped trial without a checkpoint never.
+    docs += [{"tid": 7, "continues": {"tid": 3, "step": 3, "reports": {}}, "reports": {}, "result": {}}]
+    docs[4]["result"].pop("paused")
+    assert asha.promotions(docs) == [(0, 1)]
+    assert Asha(max_epochs=9).promotions(docs) == []  # without promote: never
+    assert asha.promotions([paused(0, 1, {1: None}), paused(1, 1, {1: 0.5}), paused(2, 1, {1: 0.6})]) == []
+
+
+def test_hyperband_does_not_promote() -> None:
+    with pytest.raises(CaviarError, match="hyperband does not promote"):
+        from_config({"name": "hyperband", "max_epochs": MAX, "promote": True})
+    with pytest.raises(CaviarError, match="promote must be true or false, got 'yes'"):
+        from_config({"name": "asha", "promote": "yes"})

@@ -58,3 +58,20 @@ def test_bad_choices_are_refused_with_their_value(capsys: pytest.CaptureFixture)
         export(build_parser(family).parse_args(["--reduction-factor", "1"]), family)
     with pytest.raises(CaviarError, match="hyperband needs max_epochs"):
         export(build_parser(family).parse_args(["--scheduler", "hyperband"]), family)
+
+
+def test_promote_is_asked_of_asha_alone(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    family = FunctionFamily(objectives.quadratic)
+    args = build_parser(family).parse_args(["--scheduler", "asha", "--promote", "yes"])
+    assert json.loads(export(args, family)[CONFIG_ENV]) == {"name": "asha", "min_epochs": 1, "reduction_factor": 3,
+                                                            "max_epochs": None, "promote": True}
+    assert from_env().promotes
+    assert build_parser(family).parse_args(["--scheduler", "none", "--promote", "yes"]).promote == "yes"
+    unused = export(build_parser(family).parse_args(["--promote", "yes"]), family)  # the function's scheduler: none
+    assert json.loads(unused[CONFIG_ENV])["name"] == "none"
+    with pytest.raises(CaviarError, match="--promote yes needs --scheduler asha, not 'median'"):
+        export(build_parser(family).parse_args(["--scheduler", "median", "--promote", "yes"]), family)
+    monkeypatch.setenv("HKS_PROMOTE", "maybe")
+    with pytest.raises(SystemExit):
+        build_parser(family)
+    assert "HKS_PROMOTE='maybe' is not one of yes, no" in capsys.readouterr().err

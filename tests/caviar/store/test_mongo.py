@@ -202,3 +202,24 @@ def test_a_trial_view_reads_only_what_changed(mongo_url: str, exp_key: str | Non
     view.refresh()
     assert view.finished() is finished and finished[-1]["tid"] == 6 and view.pending() == []  # appended in place
     assert [d["tid"] for d in view.docs()][-1] == 6 and view.docs()[-1]["state"] == DONE
+
+
+def test_a_store_of_every_experiment_reaches_the_checkpoint_of_the_trial_a_promotion_continues(
+    mongo_url: str, tmp_path: Path
+) -> None:
+    """A worker without --exp-key claims asha's promotion of a trial another worker paused: it resumes from,
+    then drops, that trial's checkpoint."""
+    keyed = MongoStore(mongo_url, "e1")
+    [parent] = enqueue_points(keyed, [{"x": 1.0}])
+    assert keyed.claim("a")["tid"] == parent
+    (tmp_path / "state").write_bytes(b"epoch 1")
+    assert keyed.put_checkpoint(parent, "a", str(tmp_path / "state"), 1, {"history": [0.5]})
+    assert keyed.finish(parent, "a", {"status": "ok", "loss": 0.5, "stopped": True, "stopped_at": 1, "paused": True})
+    [child] = keyed.new_tids(1)
+    keyed.enqueue([trial_doc(child, {"x": 1.0}) | {"continues": {"tid": parent, "step": 1, "reports": {"1": 0.5}}}])
+    anyone = MongoStore(mongo_url, None)
+    assert anyone.claim("b")["tid"] == child
+    assert anyone.get_checkpoint(parent, str(tmp_path / "back")) == (1, {"history": [0.5]})
+    assert (tmp_path / "back").read_bytes() == b"epoch 1"
+    anyone.discard_checkpoint(parent)
+    assert keyed.get_checkpoint(parent, str(tmp_path / "gone")) is None

@@ -195,3 +195,26 @@ def test_flipped_points_change_one_choice_and_keep_every_number_of_the_branches_
         assert len([i for i in choices if on_both[i] and source[i] != row[i]]) == 1
         numbers = [i for i in unit.modelled if i not in choices and on_both[i]]
         assert all(source[i] == row[i] for i in numbers)
+
+
+def test_a_promotion_replaces_the_score_of_the_trial_it_continues_in_the_model() -> None:
+    """asha's promotion is the same point trained further: one row, its latest loss (in one read or two)."""
+    from optimizer.samplers.gp import _History
+
+    space = _UnitSpace(translate(Domain(lambda p: 0.0, {"x": hp.uniform("x", 0, 1)}).expr))
+
+    def trial(tid: int, x: float, loss: float | None, continues: int | None = None) -> dict:
+        result = {"status": "ok", "loss": loss} if loss is not None else {"status": "fail"}
+        return {"tid": tid, "misc": {"vals": {"x": [x]}}, "result": result} | (
+            {"continues": {"tid": continues, "step": 1, "reports": {}}} if continues is not None else {})
+
+    docs = [trial(0, 0.2, 5.0), trial(1, 0.7, 3.0), trial(2, 0.2, 1.0, continues=0), trial(3, 0.2, 0.5, continues=2),
+            trial(4, 0.9, None, continues=1)]
+    whole, pieces = _History(space), _History(space)
+    whole.update(docs)
+    finished: list[dict] = []
+    for doc in docs:
+        finished.append(doc)
+        pieces.update(finished)
+    for history in (whole, pieces):
+        assert history.tids == [0, 1] and history.losses == [0.5, 3.0] and len(history.rows) == 2
