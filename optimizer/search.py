@@ -97,8 +97,9 @@ class Searcher(abc.ABC):
 
         A promotion is a trial of its own (finished trials never change): the
         parent's point and ``params``, with ``continues`` naming the parent, the
-        step it paused at and its reports, so the worker resumes from the
-        parent's checkpoint and the parent's losses count for its result.
+        step it paused at and the point's reports so far (the parent's, and
+        those it continued), so the worker resumes from the parent's checkpoint
+        and every earlier loss counts for its result.
         """
         assert self.scheduler is not None
         due = self.scheduler.promotions([*finished, *pending])[:wanted]
@@ -111,7 +112,8 @@ class Searcher(abc.ABC):
             vals = parent["misc"]["vals"]
             misc = dict(parent["misc"], tid=tid, idxs={label: [tid] if v else [] for label, v in vals.items()})
             [doc] = Trials().new_trial_docs([tid], [parent.get("spec")], [{"status": "new"}], [misc])
-            continues = {"tid": parent_tid, "step": step, "reports": parent.get("reports") or {}}
+            earlier = (parent.get("continues") or {}).get("reports") or {}  # a promotion of a promotion: all of them
+            continues = {"tid": parent_tid, "step": step, "reports": earlier | (parent.get("reports") or {})}
             doc = to_plain(doc) | {"params": parent["params"], "continues": continues}
             log.info("trial %s: promoted from rung %s, continued as trial %s", parent_tid, step, tid)
             docs.append(doc)

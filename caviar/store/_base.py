@@ -17,7 +17,10 @@ unchanged, plus plain-valued fields of ours:
   and ``refresh_time`` (the last change; finished trials never change again);
 - ``lease_losses``: how often a worker lost this trial by going silent;
 - ``lost_by``: the owner whose lease ran out, while the trial waits requeued:
-  that owner's late heartbeat takes the trial back and its late result is kept.
+  that owner's late heartbeat takes the trial back and its late result is kept;
+- ``continues``: on asha's promotion of a paused trial (``--promote yes``),
+  ``{"tid", "step", "reports"}`` of the trial it goes on from, whose
+  checkpoint it resumes.
 
 States: ``NEW`` (queued), ``RUNNING`` (claimed), ``DONE`` (finished: ok or
 failed, per ``result["status"]``). A trial that failed counts as finished.

@@ -145,3 +145,37 @@ def test_histories_kept_by_the_caller_give_the_proposals_read_from_the_store(alg
     assert [d["misc"]["vals"] for d in read.trial_docs()] == [d["misc"]["vals"] for d in kept.trial_docs()]
     assert len({vals_key(d["misc"]) for d in kept.trial_docs()}) == len(kept.trial_docs()) <= 18
     assert by_caller.exhausted and by_store.exhausted  # (TPE may give up before the last of the 18 points)
+
+
+def test_asha_promotions_are_queued_before_new_points_and_carry_every_earlier_report():
+    from caviar.schedulers.asha import Asha
+
+    store = LocalStore()
+    search = Search(store, {"x": hp.uniform("x", 0, 1)}, "random", max_evals=10, seed=0)
+    search.scheduler = Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True)
+
+    def run(losses, paused_at):
+        doc = store.claim("w")
+        for step, loss in losses.items():
+            store.report(doc["tid"], "w", step, loss)
+        store.finish(doc["tid"], "w", {"status": "ok", "loss": min(losses.values()), "stopped": True,
+                                       "stopped_at": paused_at, "paused": True})
+        return doc
+
+    assert search.top_up(3) == 3
+    first = [run({1: loss}, 1) for loss in (0.5, 0.2, 0.9)]
+    assert search.top_up(2) == 2
+    promoted, fresh = sorted((d for d in store.trial_docs() if d["state"] == NEW), key=lambda d: d["tid"])
+    assert promoted["continues"] == {"tid": first[1]["tid"], "step": 1, "reports": {"1": 0.2}}
+    assert promoted["params"] == first[1]["params"] and "continues" not in fresh
+    assert store.claim("w")["tid"] == promoted["tid"]  # the promotion first
+    for step, loss in ((2, 0.15), (3, 0.1)):
+        store.report(promoted["tid"], "w", step, loss)
+    store.finish(promoted["tid"], "w", {"status": "ok", "loss": 0.1, "stopped": True, "stopped_at": 3, "paused": True})
+    run({1: 0.3, 2: 0.3, 3: 0.3}, 3)  # the fresh point: rung 3 now holds two trials, no place yet
+    assert search.top_up(1) == 1 and "continues" not in store.trial_docs()[-1]
+    run({1: 0.4, 2: 0.4, 3: 0.4}, 3)  # a third at rung 3: the promotion holds its one place
+    assert search.top_up(1) == 1
+    again = store.trial_docs()[-1]
+    assert again["continues"] == {"tid": promoted["tid"], "step": 3, "reports": {"1": 0.2, "2": 0.15, "3": 0.1}}
+    assert [d["tid"] for d in store.trial_docs()] == list(range(7)) and store.count_by_state()[NEW] == 1
