@@ -234,9 +234,8 @@ def finalize(store: TrialStore, family: ModelFamily, results: ResultsDir, plots:
     from optimizer.refit import refit_best, write_cv_table
 
     docs = store.trial_docs()
-    continued = {d["continues"]["tid"] for d in docs if d.get("continues")}
-    for doc in docs:  # trials paused by asha (--promote yes) that no promotion reached: their checkpoints go
-        if doc["state"] == DONE and doc["result"].get("paused") and doc["tid"] not in continued:
+    for doc in docs:  # trials paused by asha (--promote yes): the checkpoints that no promotion took go
+        if doc["state"] == DONE and doc["result"].get("paused"):
             store.discard_checkpoint(doc["tid"])
     write_cv_table(docs, results.path)
     if plots:

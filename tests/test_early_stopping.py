@@ -206,20 +206,27 @@ def test_embedded_asha_with_promotions_continues_paused_trials_from_their_checkp
     assert len(docs) == 30 and all(d["result"]["status"] == "ok" for d in docs)
     check_promotions(docs, 4, monkeypatch)
     assert "promoted from rung" in log.read_text()
+    mirrored = [json.loads(f.read_text()) for f in (tmp_path / "results").glob("*_trial.json")]
+    assert {t["tid"]: t.get("continues") for t in mirrored} == {d["tid"]: d.get("continues") for d in docs}
     assert not list((tmp_path / "results" / "checkpoints").glob("*")), "paused trials' checkpoints outlived the search"
 
 
 def test_workers_continue_the_trials_asha_promotes_and_no_checkpoint_is_left(
     mongo_url: str, workers: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workers.start(mongo_url, "--exp-key", "promote", "--idle-exit", "10")
-    workers.start(mongo_url, "--idle-exit", "10")  # serving any experiment of the database (exp_key None)
+    workers.start(mongo_url, "--exp-key", "promote", "--idle-exit", "20", "--lease-seconds", "10")
+    workers.start(mongo_url, "--idle-exit", "20", "--lease-seconds", "10")  # serving any experiment (exp_key None)
     args = ("--mongo", mongo_url, "--exp-key", "promote", "--max-evals", "24", "--scheduler", "asha",
-            "--promote", "yes", "--results-dir", str(tmp_path / "results"), "--no-tensorboard", "--seed", "5")
+            "--promote", "yes", "--results-dir", str(tmp_path / "results"), "--no-tensorboard", "--seed", "5",
+            "--lease-seconds", "10")
     log = tmp_path / "master.log"
+    store = MongoStore(mongo_url, "promote")
+    master = optimizer(*args, log=log, EPOCH_SECONDS="0.02")
+    wait_until(lambda: any(d.get("continues") for d in store.trial_docs()), 90, "a first promotion")
+    master.send_signal(signal.SIGKILL)  # a restarted master promotes from the same documents, none twice
+    master.wait(timeout=10)
     assert optimizer(*args, log=log, EPOCH_SECONDS="0.02").wait(timeout=180) == 0, log.read_text()[-3000:]
     assert workers.wait_all(timeout=30) == [0, 0], workers.logs()
-    store = MongoStore(mongo_url, "promote")
     docs = store.trial_docs()
     assert len(docs) == 24 and all(d["result"]["status"] == "ok" for d in docs)
     check_promotions(docs, 5, monkeypatch)

@@ -104,6 +104,35 @@ def test_a_run_resumed_from_its_checkpoint_ends_like_an_uninterrupted_one(tmp_pa
         np.testing.assert_array_equal(resumed, straight)
 
 
+class Pauses(KeepsEverything):
+    """Stopped by asha with promotions: the checkpoint of the step it stopped at is wanted."""
+
+    def pausing(self) -> bool:
+        return self.should_stop()
+
+
+def test_a_paused_run_keeps_the_epoch_it_stopped_at_and_its_promotion_ends_like_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    whole = ReportEpochs(tmp_path / "a.npz")
+    train(tiny_model(), whole)
+
+    paused = Pauses(tmp_path, stop_at=2)
+    with reporting.reporting_to(paused):
+        train(tiny_model(), ReportEpochs(tmp_path / "b.npz"))
+    assert [step for step, _ in paused.reports] == [1, 2] and paused.checkpoint[0] == 2
+
+    promoted = KeepsEverything(tmp_path)
+    promoted.checkpoint = paused.checkpoint
+    with reporting.reporting_to(promoted):
+        model = tiny_model()
+        initial_epoch, history = resume(tmp_path / "c.npz", model)
+        again = ReportEpochs(tmp_path / "c.npz", history)
+        train(model, again, initial_epoch=initial_epoch)
+    assert initial_epoch == 2 and [step for step, _ in promoted.reports] == [3, 4]
+    assert again.history == whole.history
+
+
 def test_a_cnn_trial_killed_after_an_epoch_resumes_to_the_uninterrupted_history_bit_for_bit(
         cifar100_archive: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The real objective and model: dropout, batch normalization, random flips, shuffled batches.

@@ -42,6 +42,7 @@ SPACE = {
 EPOCHS = 3
 N_OK = 4
 STOPPED = 1  # the trial a scheduler stopped early
+CONTINUES = 2  # asha's promotion of STOPPED
 
 
 def finished_docs() -> list[dict[str, Any]]:
@@ -61,11 +62,12 @@ def finished_docs() -> list[dict[str, Any]]:
                 "history": {"val_fine_outputs_accuracy": acc, "loss": [2.0 - 0.3 * e for e in range(epochs)]},
                 "model_name": f"model_{max(acc):.4f}_t{i}",
             }
-            if i == STOPPED:
-                result |= {"stopped": True, "stopped_at": epochs}
+            if i == STOPPED:  # paused by asha with promotions; CONTINUES goes on from it
+                result |= {"stopped": True, "stopped_at": epochs, "paused": True}
         assert store.finish(doc["tid"], "owner", result)
     docs = store.trial_docs()
     assert [d["state"] for d in docs] == [DONE] * (N_OK + 1)
+    docs[CONTINUES]["continues"] = {"tid": docs[STOPPED]["tid"], "step": 2, "reports": {}}
     kinds = [d["params"]["block"]["kind"] for d in docs[:N_OK]]
     assert {"conv", "dense"} <= set(kinds), kinds  # both branches of the conditional choice
     return docs
@@ -236,9 +238,11 @@ def test_mlflow_logs_a_parent_run_with_a_child_per_trial_and_resumes(
             continue
         assert run.info.status == "FINISHED" and run.data.tags["caviar.status"] == "ok"
         if doc is docs[STOPPED]:  # a finished run, tagged so that it can be told from the full ones
-            assert (run.data.tags["stopped"], run.data.tags["stopped_at"]) == ("true", "2")
+            tags = run.data.tags
+            assert (tags["stopped"], tags["stopped_at"], tags["paused"]) == ("true", "2", "true")
         else:
-            assert "stopped" not in run.data.tags and "stopped_at" not in run.data.tags
+            assert not {"stopped", "stopped_at", "paused"} & set(run.data.tags)
+        assert run.data.tags.get("continues") == (str(docs[STOPPED]["tid"]) if doc is docs[CONTINUES] else None)
         history = client.get_metric_history(run.info.run_id, "val_fine_outputs_accuracy")
         expected = doc["result"]["history"]["val_fine_outputs_accuracy"]
         assert_per_epoch([(m.step, m.value) for m in history], expected)
