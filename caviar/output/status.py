@@ -40,6 +40,8 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
     finished = counts.get(DONE, 0)
     failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
     stopped = sum(1 for d in docs if is_ok(d) and d["result"].get("stopped"))
+    continued = {d["continues"]["tid"] for d in docs if d.get("continues")}
+    paused = sum(1 for d in docs if is_ok(d) and d["result"].get("paused") and d["tid"] not in continued)
     workers = []
     for w in sorted(store.live_workers(FORGET_WORKERS_AFTER), key=lambda w: str(w["_id"])):
         age = now - w["heartbeat"]
@@ -61,6 +63,7 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
         "finished": finished,
         "failed": failed,
         "stopped": stopped,
+        "paused": paused,  # of the stopped: paused by asha --promote yes, not continued (yet)
         "running": len(trials),
         "queued": counts.get(NEW, 0),
         "running_trials": trials,
@@ -116,9 +119,10 @@ def _value(value: Any) -> str:
 def render(status: dict[str, Any], main_params: int = 8) -> str:
     """A terminal table of ``collect``'s status."""
     total = "?" if status["max_evals"] is None else status["max_evals"]
+    paused = f" ({status['paused']} paused)" if status.get("paused") else ""
     lines = [
         f"experiment {status['exp_key']}",
-        f"  finished {status['finished']}/{total}   failed {status['failed']}   stopped early {status['stopped']}   "
+        f"  finished {status['finished']}/{total}   failed {status['failed']}   stopped early {status['stopped']}{paused}   "
         f"running {status['running']}   queued {status['queued']}",
         f"  pace {status['trials_per_hour'] or '-'} trials/hour   "
         f"ETA {_duration(status['eta_seconds'])}",

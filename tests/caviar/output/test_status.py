@@ -15,7 +15,7 @@ from caviar.output.status import collect, render
 from caviar.store import RUNNING
 from tests.conftest import ROOT, Workers
 from tests.helpers.server import env_for_subprocess
-from tests.helpers.trials import enqueue_points
+from tests.helpers.trials import enqueue_points, trial_doc
 from tests.helpers.waiting import wait_until
 
 
@@ -102,6 +102,22 @@ def test_stopped_trials_and_the_epoch_of_running_ones_in_the_metric_of_the_famil
     assert (row["tid"], row["epoch"], row["last"]) == (tids[1], 2, 0.625)
     table = render(status)
     assert "stopped early 1" in table and "0.625" in table
+
+
+def test_paused_trials_are_counted_until_a_promotion_continues_them():
+    """asha --promote yes: a paused trial is stopped early and paused, until a promotion continues it."""
+    store = LocalStore("promote")
+    first, second = enqueue_points(store, [{"x": 1.0}, {"x": 2.0}])
+    for tid in (first, second):
+        assert store.claim("w:1")["tid"] == tid
+        store.finish(tid, "w:1", {"status": "ok", "loss": -0.4, "stopped": True, "stopped_at": 1, "paused": True})
+    table = render(collect(store, {"max_evals": 5}))
+    assert "stopped early 2 (2 paused)" in table
+    [promotion] = store.new_tids(1)
+    store.enqueue([trial_doc(promotion, {"x": 1.0}) | {"continues": {"tid": first, "step": 1, "reports": {}}}])
+    status = collect(store, {"max_evals": 5})
+    assert (status["stopped"], status["paused"]) == (2, 1)
+    assert "stopped early 2 (1 paused)   running 0   queued 1" in render(status)
 
 
 def test_worker_ages_are_judged_by_the_stores_clock_not_this_hosts():
