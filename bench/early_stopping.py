@@ -4,6 +4,10 @@
         [--validation-images 2000] [--workers 2] [--seeds 0 1 2]
         [--systems caviar-none caviar-asha optuna-sh optuna-hb] [--output bench/results/early_stopping.md]
         (every trial, with its per-epoch validation accuracies: early_stopping-runs.json beside it)
+    python -m bench.early_stopping summarize RUNS.json [RUNS.json ...] --output OUT.md
+    python -m bench.early_stopping retrain RUNS.json [--training-seeds 100 ... 105] --output OUT.md
+        (caviar-none's best configuration of each seed trained again with other seeds: how much of
+        the target is the luck of one training)
 
 Every system searches the same CPU-sized CNN space (``SPACE``: conv blocks,
 filters, dense units, dropout, learning rate, batch size) on the real CIFAR-10
@@ -259,7 +263,7 @@ def run_caviar(variant: str, seed: int, args: argparse.Namespace, workdir: Path,
 def epochs_of_its_own(doc: dict[str, Any]) -> dict[str, Any]:
     """A trial's result, a promotion's ``epochs_trained`` cut to the epochs after the one it resumed from (the
     paused trial it continues counts those)."""
-    result = dict(doc["result"])
+    result = dict(doc["result"], params=doc["params"])
     if doc.get("continues"):
         result["epochs_trained"] -= result.get("resumed_from") or 0
     return result
@@ -395,6 +399,37 @@ def summarize(paths: list[str], output: str, argv: list[str]) -> int:
     return 0
 
 
+def retrain(paths: list[str], training_seeds: list[int], output: str, argv: list[str]) -> int:
+    """Train the best configuration of each seed's caviar-none again with other training seeds (``HKS_SEED``
+    sets the weights' initialisation and the batches' order): how far its accuracy, the target, is its luck."""
+    lines = ["| seed: target | its configuration | its own training seed again | other training seeds | median | "
+             "at or above the target |", "|---|---|---|---|---|---|"]
+    reached, total = 0, 0
+    for path in paths:
+        for runs in json.loads(Path(path).read_text()):
+            none = next((r for r in runs if r["system"] == "caviar-none"), None)
+            if none is None or "params" not in none["trials"][0]:
+                raise SystemExit(f"error: {path}: no caviar-none trials with their params (runs recorded before the bench kept them cannot be retrained)")
+            best = max(none["trials"], key=lambda t: t["val_accuracy"])
+            scores = []
+            for seed in [runs[0]["seed"], *training_seeds]:
+                os.environ["HKS_SEED"] = str(seed)
+                scores.append(train(best["params"], [])["val_accuracy"])
+            others = scores[1:]
+            reached, total = reached + sum(v >= best["val_accuracy"] for v in others), total + len(others)
+            config = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
+            lines.append(f"| {runs[0]['seed']}: {best['val_accuracy']:.4f} | {config} | {scores[0]:.4f} | "
+                         f"{' '.join(f'{v:.4f}' for v in others)} | {statistics.median(others):.4f} | "
+                         f"{sum(v >= best['val_accuracy'] for v in others)} of {len(others)} |")
+            print(lines[-1], flush=True)
+    text = (f"# The no-stopping search's best configuration, trained again, {dt.date.today()}\n\n"
+            f"`python -m bench.early_stopping {' '.join(argv)}`; {EPOCHS} epochs, {os.cpu_count()} CPU cores\n\n"
+            + "\n".join(lines) + f"\n\nIn all, {reached} of {total} trainings with another seed reached the target.\n")
+    print(text)
+    Path(output).write_text(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.early_stopping")
     sub = p.add_subparsers(dest="command")
@@ -406,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     again = sub.add_parser("summarize", help="the tables again, from the -runs.json of one or more runs")
     again.add_argument("runs", nargs="+", help="-runs.json files; their seeds are pooled")
     again.add_argument("--output", required=True)
+    luck = sub.add_parser("retrain", help="caviar-none's best configuration of each seed, trained with other seeds")
+    luck.add_argument("runs", nargs="+", help="-runs.json files (their trials' params recorded)")
+    luck.add_argument("--training-seeds", type=int, nargs="+", default=list(range(100, 106)))
+    luck.add_argument("--output", required=True)
     p.add_argument("--trials", type=int, default=20, help="trials of the search without stopping")
     p.add_argument("--stopping-trials", type=int, default=60,
                    help="at most this many trials with stopping; only those within the epochs of --trials count")
@@ -432,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(bench_env)
     globals()["EPOCHS"] = args.epochs
     data()  # here, not in the first trial of every worker: a bad --data, --images or --validation-images stops now
+    if args.command == "retrain":
+        return retrain(args.runs, args.training_seeds, args.output, argv if argv is not None else sys.argv[1:])
     workdir = Path(tempfile.mkdtemp(prefix="bench-early-"))
     by_seed: list[list[Run]] = []
     for seed in args.seeds:

@@ -55,3 +55,30 @@ def test_too_many_held_out_images_stop_the_benchmark_before_any_system_runs(env:
     with pytest.raises(SystemExit, match="^error: .*9600"):
         early_stopping.main(["--images", "500", "--validation-images", "9600", "--output", str(output)])
     assert not output.exists()
+
+
+def test_retrain_trains_the_best_configuration_again_with_its_own_seed_and_others(env: pytest.MonkeyPatch,
+                                                                                 tmp_path) -> None:
+    """Its own training seed gives the trial's accuracy again (so the others measure the seed's share in it)."""
+    import json
+
+    for name, value in (("BENCH_VALIDATION_IMAGES", "300"), ("BENCH_EPOCHS", "1"), ("HKS_SEED", "3")):
+        env.setenv(name, value)  # restored afterwards: main() sets them
+    env.setattr(early_stopping, "EPOCHS", 1)
+    params = {"filters": 8, "blocks": 1, "dense": 32, "dropout": 0.1, "lr": 3e-3, "batch_size": 64}
+    own = early_stopping.train(params, [])["val_accuracy"]
+    trials = [{"val_accuracy": own, "params": params}, {"val_accuracy": own - 0.05, "params": params | {"dense": 64}}]
+    runs = tmp_path / "x-runs.json"
+    runs.write_text(json.dumps([[{"system": "caviar-none", "seed": 3, "trials": trials}]]))
+    output = tmp_path / "retrained.md"
+    args = ["--epochs", "1", "--images", "500", "--validation-images", "300"]
+    assert early_stopping.main([*args, "retrain", str(runs), "--training-seeds", "7", "--output", str(output)]) == 0
+    [row] = [line for line in output.read_text().splitlines() if line.startswith("| 3: ")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0] == f"3: {own:.4f}" and "dense 32" in cells[1] and cells[2] == f"{own:.4f}"
+    assert cells[5] in ("0 of 1", "1 of 1")
+
+    trials[0].pop("params")
+    runs.write_text(json.dumps([[{"system": "caviar-none", "seed": 3, "trials": trials}]]))
+    with pytest.raises(SystemExit, match="^error: .*params"):
+        early_stopping.main([*args, "retrain", str(runs), "--output", str(output)])
