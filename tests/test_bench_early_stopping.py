@@ -57,9 +57,10 @@ def test_too_many_held_out_images_stop_the_benchmark_before_any_system_runs(env:
     assert not output.exists()
 
 
-def test_retrain_trains_the_best_configuration_again_with_its_own_seed_and_others(env: pytest.MonkeyPatch,
-                                                                                 tmp_path) -> None:
-    """Its own training seed gives the trial's accuracy again (so the others measure the seed's share in it)."""
+def test_retrain_trains_each_systems_configuration_again_with_its_own_seed_and_others(env: pytest.MonkeyPatch,
+                                                                                    tmp_path) -> None:
+    """Its own training seed gives the trial's accuracy again (so the others measure the seed's share in it);
+    a stopping system's configuration is its best full-length trial within a third of caviar-none's epochs."""
     import json
 
     for name, value in (("BENCH_VALIDATION_IMAGES", "300"), ("BENCH_EPOCHS", "1"), ("HKS_SEED", "3")):
@@ -67,18 +68,29 @@ def test_retrain_trains_the_best_configuration_again_with_its_own_seed_and_other
     env.setattr(early_stopping, "EPOCHS", 1)
     params = {"filters": 8, "blocks": 1, "dense": 32, "dropout": 0.1, "lr": 3e-3, "batch_size": 64}
     own = early_stopping.train(params, [])["val_accuracy"]
-    trials = [{"val_accuracy": own, "params": params}, {"val_accuracy": own - 0.05, "params": params | {"dense": 64}}]
+
+    def trial(accuracy: float, **changes: object) -> dict:
+        return {"val_accuracy": accuracy, "val_history": [accuracy], "epochs_trained": 1, "params": params | changes}
+
+    none = [trial(own - 0.05, dense=64), trial(own), trial(own - 0.01, dense=128)]
+    asha = [trial(0.5, blocks=2), trial(0.9, filters=16)]  # only the first within a third of 3 epochs
     runs = tmp_path / "x-runs.json"
-    runs.write_text(json.dumps([[{"system": "caviar-none", "seed": 3, "trials": trials}]]))
+
+    def write() -> None:
+        runs.write_text(json.dumps([[{"system": system, "seed": 3, "start": 0, "wall": 1, "trials": trials}
+                                     for system, trials in (("caviar-none", none), ("caviar-asha", asha))]]))
+
+    write()
     output = tmp_path / "retrained.md"
     args = ["--epochs", "1", "--images", "500", "--validation-images", "300"]
     assert early_stopping.main([*args, "retrain", str(runs), "--training-seeds", "7", "--output", str(output)]) == 0
-    [row] = [line for line in output.read_text().splitlines() if line.startswith("| 3: ")]
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[0] == f"3: {own:.4f}" and "dense 32" in cells[1] and cells[2] == f"{own:.4f}"
-    assert cells[5] in ("0 of 1", "1 of 1")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in output.read_text().splitlines() if line.startswith("| 3 |")]
+    assert [row[:3] for row in rows] == [["3", "caviar-none", "3"], ["3", "caviar-asha", "1"]]
+    assert "dense 32" in rows[0][3] and rows[0][4] == rows[0][5] == f"{own:.4f}"
+    assert "blocks 2" in rows[1][3] and rows[1][4] == "0.5000"
 
-    trials[0].pop("params")
-    runs.write_text(json.dumps([[{"system": "caviar-none", "seed": 3, "trials": trials}]]))
-    with pytest.raises(SystemExit, match="^error: .*params"):
+    asha[0].pop("params")
+    write()
+    with pytest.raises(SystemExit, match="^error: .*caviar-asha.*params"):
         early_stopping.main([*args, "retrain", str(runs), "--output", str(output)])
