@@ -280,7 +280,8 @@ def run_optuna(pruner: str, seed: int, args: argparse.Namespace, workdir: Path, 
     procs = [subprocess.Popen([sys.executable, "-m", "bench.early_stopping", "optuna-worker", "--journal", journal,
                                "--pruner", pruner, "--trials", str(trials_of(f"optuna-{pruner}", args)),
                                "--seed", str(seed * args.workers + i)],
-                              cwd=ROOT, env=search_env(bench_env), stdout=log, stderr=subprocess.STDOUT)
+                              cwd=ROOT, env=search_env(bench_env | {"HKS_SEED": str(seed)}), stdout=log,
+                              stderr=subprocess.STDOUT)  # HKS_SEED: train as Caviar's workers of this seed do
              for i in range(args.workers)]
     codes = [p.wait() for p in procs]
     wall = time.time() - start
