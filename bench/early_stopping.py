@@ -386,11 +386,23 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def read_runs(path: str) -> list[list[dict[str, Any]]]:
+    """The runs saved in a -runs.json (a list per seed of each system's run), or one ``error:`` line."""
+    try:
+        runs = json.loads(Path(path).read_text())
+        if not all(isinstance(seed, list) and seed and all("system" in run and "trials" in run for run in seed)
+                   for seed in runs):
+            raise ValueError("not a list per seed of each system's run")
+    except (OSError, ValueError, TypeError) as err:
+        raise SystemExit(f"error: {path}: not the -runs.json of a benchmark run: {err}") from None
+    return runs
+
+
 def summarize(paths: list[str], output: str, argv: list[str]) -> int:
     """Per-seed tables and the medians over every seed of the runs saved in ``paths`` (no training)."""
     seeds, by_seed = [], []
     for path in paths:
-        for runs in json.loads(Path(path).read_text()):
+        for runs in read_runs(path):
             seeds.append(runs[0]["seed"])
             by_seed.append([Run(r["system"], r["start"], r["wall"], r["trials"]) for r in runs])
     sections = [f"Seed {seed}: {table(runs)}" for seed, runs in zip(seeds, by_seed)] + [summary(by_seed)]
@@ -410,7 +422,7 @@ def retrain(paths: list[str], training_seeds: list[int], share: float, output: s
              "other training seeds | median |", "|---|---|---|---|---|---|---|---|"]
     medians: dict[str, list[float]] = {}
     for path in paths:
-        for runs in json.loads(Path(path).read_text()):
+        for runs in read_runs(path):
             seed = runs[0]["seed"]
             none = next((r for r in runs if r["system"] == "caviar-none"), None)
             if none is None:
@@ -450,6 +462,17 @@ def retrain(paths: list[str], training_seeds: list[int], share: float, output: s
     return 0
 
 
+def share_of_epochs(text: str) -> float:
+    """``--share``: a number above 0 and at most 1."""
+    try:
+        share = float(text)
+    except ValueError:
+        share = math.nan
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"a share above 0 and at most 1, not {text!r}")
+    return share
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.early_stopping")
     sub = p.add_subparsers(dest="command")
@@ -464,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     luck = sub.add_parser("retrain", help="each system's best configuration, trained again with other seeds")
     luck.add_argument("runs", nargs="+", help="-runs.json files (their trials' params recorded)")
     luck.add_argument("--training-seeds", type=int, nargs="+", default=list(range(100, 106)))
-    luck.add_argument("--share", type=float, default=1 / 3,
+    luck.add_argument("--share", type=share_of_epochs, default=1 / 3,
                       help="the other systems' configuration: their best full-length trial within this share of "
                            "caviar-none's epochs (default: a third, the issue's goal)")
     luck.add_argument("--output", required=True)

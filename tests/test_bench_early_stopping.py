@@ -94,3 +94,13 @@ def test_retrain_trains_each_systems_configuration_again_with_its_own_seed_and_o
     write()
     with pytest.raises(SystemExit, match="^error: .*caviar-asha.*params"):
         early_stopping.main([*args, "retrain", str(runs), "--output", str(output)])
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"seed": 0}', "[[]]", '[[{"system": "caviar-none"}]]'])
+def test_a_file_that_is_not_a_runs_json_is_refused_in_one_line(tmp_path, content: str) -> None:
+    runs = tmp_path / "x-runs.json"
+    runs.write_text(content)
+    for command in ("summarize", "retrain"):
+        with pytest.raises(SystemExit, match=f"^error: {runs}: not the -runs.json"):
+            early_stopping.main([command, str(runs), "--output", str(tmp_path / "out.md")])
+    assert not (tmp_path / "out.md").exists()
