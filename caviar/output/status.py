@@ -41,7 +41,8 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
     failed = sum(1 for d in docs if d["state"] == DONE and not is_ok(d))
     stopped = sum(1 for d in docs if is_ok(d) and d["result"].get("stopped"))
     continued = {d["continues"]["tid"] for d in docs if d.get("continues")}
-    paused = sum(1 for d in docs if is_ok(d) and d["result"].get("paused") and d["tid"] not in continued)
+    paused = sum(1 for d in docs if is_ok(d) and d["result"].get("paused") and d["tid"] not in continued
+                 and (max_evals is None or finished < max_evals))  # once the search is over none will go on
     workers = []
     for w in sorted(store.live_workers(FORGET_WORKERS_AFTER), key=lambda w: str(w["_id"])):
         age = now - w["heartbeat"]
@@ -63,7 +64,7 @@ def collect(store: TrialStore, experiment: Mapping[str, Any], now: float | None 
         "finished": finished,
         "failed": failed,
         "stopped": stopped,
-        "paused": paused,  # of the stopped: paused by asha --promote yes, not continued (yet)
+        "paused": paused,  # of the stopped: paused by asha --promote yes, may still be continued
         "running": len(trials),
         "queued": counts.get(NEW, 0),
         "running_trials": trials,

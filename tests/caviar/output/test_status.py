@@ -105,7 +105,8 @@ def test_stopped_trials_and_the_epoch_of_running_ones_in_the_metric_of_the_famil
 
 
 def test_paused_trials_are_counted_until_a_promotion_continues_them():
-    """asha --promote yes: a paused trial is stopped early and paused, until a promotion continues it."""
+    """asha --promote yes: a paused trial is stopped early and paused, until a promotion continues it or the
+    search ends."""
     store = LocalStore("promote")
     first, second = enqueue_points(store, [{"x": 1.0}, {"x": 2.0}])
     for tid in (first, second):
@@ -118,6 +119,7 @@ def test_paused_trials_are_counted_until_a_promotion_continues_them():
     status = collect(store, {"max_evals": 5})
     assert (status["stopped"], status["paused"]) == (2, 1)
     assert "stopped early 2 (1 paused)   running 0   queued 1" in render(status)
+    assert "stopped early 2   running" in render(collect(store, {"max_evals": 2}))  # over: none will go on
 
 
 def test_worker_ages_are_judged_by_the_stores_clock_not_this_hosts():
