@@ -262,8 +262,8 @@ def run_caviar(variant: str, seed: int, args: argparse.Namespace, workdir: Path,
 
 
 def epochs_of_its_own(doc: dict[str, Any]) -> dict[str, Any]:
-    """A trial's result, a promotion's ``epochs_trained`` cut to the epochs after the one it resumed from (the
-    paused trial it continues counts those)."""
+    """A trial's result and ``params``, a promotion's ``epochs_trained`` cut to the epochs after the one it resumed
+    from (the paused trial it continues counts those)."""
     result = dict(doc["result"], params=doc["params"])
     if doc.get("continues"):
         result["epochs_trained"] -= result.get("resumed_from") or 0
@@ -386,25 +386,24 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def read_runs(path: str) -> list[list[dict[str, Any]]]:
-    """The runs saved in a -runs.json (a list per seed of each system's run), or one ``error:`` line."""
+def read_runs(path: str) -> list[tuple[int, list[Run]]]:
+    """The runs saved in a -runs.json: per seed, each system's run; or one ``error:`` line."""
     try:
-        runs = json.loads(Path(path).read_text())
-        if not all(isinstance(seed, list) and seed and all("system" in run and "trials" in run for run in seed)
-                   for seed in runs):
-            raise ValueError("not a list per seed of each system's run")
-    except (OSError, ValueError, TypeError) as err:
-        raise SystemExit(f"error: {path}: not the -runs.json of a benchmark run: {err}") from None
-    return runs
+        saved = json.loads(Path(path).read_text())
+        by_seed = [(runs[0]["seed"], [Run(r["system"], r["start"], r["wall"], r["trials"]) for r in runs])
+                   for runs in saved]
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as err:
+        raise SystemExit(f"error: {path}: not the -runs.json of a benchmark run: {err!r}") from None
+    return by_seed
 
 
 def summarize(paths: list[str], output: str, argv: list[str]) -> int:
     """Per-seed tables and the medians over every seed of the runs saved in ``paths`` (no training)."""
     seeds, by_seed = [], []
     for path in paths:
-        for runs in read_runs(path):
-            seeds.append(runs[0]["seed"])
-            by_seed.append([Run(r["system"], r["start"], r["wall"], r["trials"]) for r in runs])
+        for seed, runs in read_runs(path):
+            seeds.append(seed)
+            by_seed.append(runs)
     sections = [f"Seed {seed}: {table(runs)}" for seed, runs in zip(seeds, by_seed)] + [summary(by_seed)]
     text = (f"# Early stopping benchmark: {len(seeds)} seeds pooled\n\n"
             f"`python -m bench.early_stopping {' '.join(argv)}`\n\n" + "\n\n".join(sections) + "\n")
@@ -422,31 +421,29 @@ def retrain(paths: list[str], training_seeds: list[int], share: float, output: s
              "other training seeds | median |", "|---|---|---|---|---|---|---|---|"]
     medians: dict[str, list[float]] = {}
     for path in paths:
-        for runs in read_runs(path):
-            seed = runs[0]["seed"]
-            none = next((r for r in runs if r["system"] == "caviar-none"), None)
+        for seed, runs in read_runs(path):
+            none = next((r for r in runs if r.system == "caviar-none"), None)
             if none is None:
                 raise SystemExit(f"error: {path}: seed {seed} has no caviar-none run")
-            none_epochs = sum(t["epochs_trained"] for t in none["trials"])
+            none_epochs = sum(t["epochs_trained"] for t in none.trials)
             for run in runs:
                 budget = none_epochs if run is none else round(share * none_epochs)
-                full = [t for t in within(Run(run["system"], run["start"], run["wall"], run["trials"]), budget).trials
-                        if len(t["val_history"]) == EPOCHS]
+                full = [t for t in within(run, budget).trials if len(t["val_history"]) == EPOCHS]
                 if not full:
-                    lines.append(f"| {seed} | {run['system']} | {budget} | no full-length trial | | | | |")
+                    lines.append(f"| {seed} | {run.system} | {budget} | no full-length trial | | | | |")
                     continue
                 best = max(full, key=lambda t: t["val_accuracy"])
                 if "params" not in best:
-                    raise SystemExit(f"error: {path}: {run['system']}'s trials have no params "
+                    raise SystemExit(f"error: {path}: {run.system}'s trials have no params "
                                      "(runs recorded before the bench kept them cannot be retrained)")
                 scores = []
                 for training_seed in [seed, *training_seeds]:
                     os.environ["HKS_SEED"] = str(training_seed)
                     scores.append(train(best["params"], [])["val_accuracy"])
-                medians.setdefault(run["system"], []).append(statistics.median(scores[1:]))
+                medians.setdefault(run.system, []).append(statistics.median(scores[1:]))
                 config = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                    for k, v in sorted(best["params"].items()))
-                lines.append(f"| {seed} | {run['system']} | {budget} | {config} | {best['val_accuracy']:.4f} | "
+                lines.append(f"| {seed} | {run.system} | {budget} | {config} | {best['val_accuracy']:.4f} | "
                              f"{scores[0]:.4f} | {' '.join(f'{v:.4f}' for v in scores[1:])} | "
                              f"{statistics.median(scores[1:]):.4f} |")
                 print(lines[-1], flush=True)
@@ -457,7 +454,7 @@ def retrain(paths: list[str], training_seeds: list[int], share: float, output: s
             f"`python -m bench.early_stopping {' '.join(argv)}`; {EPOCHS} epochs; caviar-none's best over all its "
             f"epochs, the others' best full-length trial within {share:g} of them\n\n"
             + "\n".join(lines) + "\n\n" + "\n".join(summary_lines) + "\n")
-    print(text)
+    print("\n".join(["", *summary_lines, "", f"every configuration: {output}"]))  # its rows were printed as they came
     Path(output).write_text(text)
     return 0
 
