@@ -107,10 +107,10 @@ def make_search(store: TrialStore, space: Any, args: argparse.Namespace) -> Sear
     from optimizer.grid import GridSearch
     from optimizer.search import Search
 
-    search: Searcher = (GridSearch(store, space, args.max_evals) if args.algo == "grid"
-                        else Search(store, space, args.algo, args.max_evals, args.seed))
-    search.scheduler = schedulers.from_env()  # exported by run(): asha may promote paused trials
-    return search
+    scheduler = schedulers.from_env()  # exported by run(): asha may promote paused trials
+    if args.algo == "grid":
+        return GridSearch(store, space, args.max_evals, scheduler)
+    return Search(store, space, args.algo, args.max_evals, args.seed, scheduler)
 
 
 def run(args: argparse.Namespace, family: ModelFamily) -> int:

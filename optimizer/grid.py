@@ -30,6 +30,7 @@ import numpy as np
 from hyperopt.pyll import Apply, as_apply, dfs
 
 from caviar.errors import CaviarError
+from caviar.schedulers import Scheduler
 from optimizer.search import Searcher, concrete_params
 from caviar.store import NEW, TrialStore, vals_key
 
@@ -162,8 +163,9 @@ class GridSearch(Searcher):
     whole grid by default); ``exhausted`` turns True once every point is queued.
     """
 
-    def __init__(self, store: TrialStore, space: Any, max_evals: int | None = None):
-        self.store, self.space = store, space
+    def __init__(self, store: TrialStore, space: Any, max_evals: int | None = None,
+                 scheduler: Scheduler | None = None):
+        self.store, self.space, self.scheduler = store, space, scheduler
         self.size = grid_size(space)
         self.max_evals = self.size if max_evals is None else min(max_evals, self.size)
         if self.max_evals < 1:

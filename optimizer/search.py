@@ -61,7 +61,7 @@ class Searcher(abc.ABC):
     max_evals: int
     exhausted: bool  # nothing left to propose
     # Promotions of paused trials go before new points (ASHA's get_job); see caviar.schedulers.asha.
-    scheduler: Scheduler | None = None
+    scheduler: Scheduler | None
 
     def remaining(self, counts: dict[int, int]) -> int:
         """Trials still to propose before the experiment holds ``max_evals``."""
@@ -128,12 +128,13 @@ class Searcher(abc.ABC):
 class Search(Searcher):
     """Proposes trials for one experiment held in ``store``."""
 
-    def __init__(self, store: TrialStore, space: Any, algo: str, max_evals: int, seed: int = 0):
+    def __init__(self, store: TrialStore, space: Any, algo: str, max_evals: int, seed: int = 0,
+                 scheduler: Scheduler | None = None):
         if algo not in SAMPLERS:
             raise CaviarError(f"unknown algorithm {algo!r}: choose one of {', '.join(ALGORITHMS)}")
         if max_evals < 1:
             raise CaviarError(f"max-evals must be at least 1, not {max_evals}")
-        self.store, self.space, self.max_evals, self.seed = store, space, max_evals, seed
+        self.store, self.space, self.max_evals, self.seed, self.scheduler = store, space, max_evals, seed, scheduler
         try:
             self._domain = Domain(_not_called, space)
         except Exception as err:  # noqa: BLE001 - a broken user space

@@ -151,8 +151,8 @@ def test_asha_promotions_are_queued_before_new_points_and_carry_every_earlier_re
     from caviar.schedulers.asha import Asha
 
     store = LocalStore()
-    search = Search(store, {"x": hp.uniform("x", 0, 1)}, "random", max_evals=10, seed=0)
-    search.scheduler = Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True)
+    search = Search(store, {"x": hp.uniform("x", 0, 1)}, "random", max_evals=10, seed=0,
+                    scheduler=Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True))
 
     def run(losses, paused_at):
         doc = store.claim("w")
