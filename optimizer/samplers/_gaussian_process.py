@@ -97,8 +97,7 @@ def _matern(r2: np.ndarray, signal: float) -> np.ndarray:
 def _matern_and_factor(r2: np.ndarray, signal: float) -> tuple[np.ndarray, np.ndarray]:
     """``_matern``, and the factor d k / d log(lengthscale_k) has over scaled_k (for the fit's gradient)."""
     r = np.sqrt(np.maximum(r2, 0.0))
-    e = np.exp(-SQRT5 * r)
-    return signal * (1 + SQRT5 * r + 5.0 / 3.0 * r2) * e, signal * 5.0 / 3.0 * (1 + SQRT5 * r) * e
+    return _matern(r2, signal), signal * 5.0 / 3.0 * (1 + SQRT5 * r) * np.exp(-SQRT5 * r)
 
 
 class GaussianProcess:
