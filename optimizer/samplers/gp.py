@@ -384,71 +384,97 @@ class GaussianProcessSampler(Sampler):
         u_pending = space.from_vals([d["misc"]["vals"] for d in pending])
         order, all_losses = self.history.in_tid_order()
         starts, length = _trust_region(all_losses, self.n_startup_trials, 1 + len(pending))
-        start = starts[-1]
-        bests = [a + int(np.argmin(all_losses[a:b])) for a, b in itertools.pairwise(starts)]  # earlier regions'
-        bests = sorted(bests, key=lambda i: all_losses[i])[:TR_AVOIDED]
-        earlier = np.array([self.history.rows[order[i]] for i in sorted(bests)]).reshape(-1, len(space.params))
-        avoided = np.vstack([u_pending, earlier])
-        radii = np.repeat([MIN_PENDING_DISTANCE, TR_AVOID], [len(u_pending), len(earlier)])
-        if len(all_losses) - start < self.n_startup_trials:  # a restarted region's random start-up
+        avoided, radii = self._avoided(u_pending, order, all_losses, starts)
+        if len(all_losses) - starts[-1] < self.n_startup_trials:  # a restarted region's random start-up
             candidates = space.random(N_RANDOM, rng, fixed)
             away = np.flatnonzero(~space.near(candidates, avoided, radii))
             return space.to_vals(candidates[away[0] if len(away) else 0], prior)
         positions = _subset(all_losses, MODEL_POINTS)  # the model's trials, by their places in tid order
-        u_done, losses = np.array([self.history.rows[order[i]] for i in positions]), all_losses[positions]
-        y = transform_outputs(losses)
+        u_done = np.array([self.history.rows[order[i]] for i in positions])
+        y = transform_outputs(all_losses[positions])
         x_done = space.encode(u_done)
         gp = GaussianProcess(x_done, y, fit=_subset(y, FIT_POINTS) if len(y) > FIT_POINTS else None,
                              one_hot=space.one_hot)
-        region = positions >= start
+        region = positions >= starts[-1]
         best = float(gp.predict(x_done)[0][region].min())
         x_pending = space.encode(u_pending)
         gp.condition_on_pending(x_pending)
         # Points already tried or pending (all of them, not only the model's) are never proposed again.
-        tried, queued = self.history.tried, {row.tobytes() for row in x_pending}  # not merged: a copy per proposal
+        queued = {row.tobytes() for row in x_pending}  # not merged with history.tried: a copy per proposal
+        acquisition = _Acquisition(self, gp, best, queued, avoided, radii, rng, fixed)
+        top = u_done[region], y[region]
+        chosen, value = acquisition.maximize(*self._box(top[0][np.argmin(top[1])], length, gp), min(1.0, length), top)
+        if value == -np.inf:  # the box is full (in parallel: every point in it beside a pending one): look everywhere
+            chosen, _ = acquisition.maximize(np.zeros(len(space.params)), np.ones(len(space.params)), 1.0, top)
+        return space.to_vals(chosen, prior)
 
-        def score(u: np.ndarray) -> np.ndarray:
-            x = space.encode(u)
-            mean, sd = gp.predict(x)
-            values = log_expected_improvement(mean, sd, best)
-            values[[(key := row.tobytes()) in tried or key in queued for row in x]] = -np.inf
-            values[space.near(u, avoided, radii)] = -np.inf
-            return values
+    def _avoided(self, u_pending: np.ndarray, order: np.ndarray, losses: np.ndarray, starts: list[int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The points no proposal may come near, with their radii: the pending ones and the best of the
+        ``TR_AVOIDED`` best earlier trust regions."""
+        bests = [a + int(np.argmin(losses[a:b])) for a, b in itertools.pairwise(starts)]  # earlier regions'
+        bests = sorted(bests, key=lambda i: losses[i])[:TR_AVOIDED]
+        earlier = np.array([self.history.rows[order[i]] for i in sorted(bests)]).reshape(-1, len(self.space.params))
+        radii = np.repeat([MIN_PENDING_DISTANCE, TR_AVOID], [len(u_pending), len(earlier)])
+        return np.vstack([u_pending, earlier]), radii
 
-        def search(low: np.ndarray, high: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
-            """The best candidate in the box and its score; local moves ``scale`` times their usual steps."""
-            numeric, span = self._numeric, np.maximum(high - low, 1e-12)
 
-            def into_box(u: np.ndarray, moved: bool) -> np.ndarray:
-                """Random unit points scaled into the box, or moved ones reflected into it (choices as they are)."""
-                inside = low + span * (_reflect((u - low) / span) if moved else u)
-                return np.where(numeric & ~np.isnan(u), inside, u)
+class _Acquisition:
+    """Log expected improvement over the points a proposal may take, maximized in a box.
 
-            in_box = region & np.all(~numeric | np.isnan(u_done) | ((u_done >= low) & (u_done <= high)), axis=1)
-            top = u_done[np.flatnonzero(in_box)[np.argsort(y[in_box], kind="stable")[:N_TOP]]]
-            pool = [into_box(space.random(N_RANDOM, rng, fixed), False)]
-            pool += [into_box(space.moved(np.repeat(top, N_RANDOM // (len(LOCAL_STEPS) * len(top)), axis=0), rng,
-                                          step * scale, fixed), True)
-                     for step in LOCAL_STEPS]
-            pool.append(space.flipped(top, rng, fixed))
-            candidates = np.vstack(pool)
-            values = score(candidates)
+    No gradients: random points of the box and moves around the best trials in
+    it, the best ``N_KEEP`` refined with shrinking steps, so that choices, nested
+    branches and integers are handled alike.
+    """
+
+    def __init__(self, sampler: GaussianProcessSampler, gp: GaussianProcess, best: float, queued: set[bytes],
+                 avoided: np.ndarray, radii: np.ndarray, rng: np.random.Generator, fixed: np.ndarray):
+        self.space, self.numeric, self.tried = sampler.space, sampler._numeric, sampler.history.tried
+        self.gp, self.best, self.queued, self.avoided, self.radii = gp, best, queued, avoided, radii
+        self.rng, self.fixed = rng, fixed
+
+    def score(self, u: np.ndarray) -> np.ndarray:
+        """The acquisition at unit points ``u``; -inf where a point was tried, is queued or is too near one."""
+        x = self.space.encode(u)
+        mean, sd = self.gp.predict(x)
+        values = log_expected_improvement(mean, sd, self.best)
+        values[[(key := row.tobytes()) in self.tried or key in self.queued for row in x]] = -np.inf
+        values[self.space.near(u, self.avoided, self.radii)] = -np.inf
+        return values
+
+    def maximize(self, low: np.ndarray, high: np.ndarray, scale: float, done: tuple[np.ndarray, np.ndarray]
+                 ) -> tuple[np.ndarray, float]:
+        """The best candidate in the box and its score; local moves ``scale`` times their usual steps, around
+        the best of ``done`` (the region's unit rows and transformed losses) that lie in the box."""
+        space, numeric, rng, fixed = self.space, self.numeric, self.rng, self.fixed
+        span = np.maximum(high - low, 1e-12)
+
+        def into_box(u: np.ndarray, moved: bool) -> np.ndarray:
+            """Random unit points scaled into the box, or moved ones reflected into it (choices as they are)."""
+            inside = low + span * (_reflect((u - low) / span) if moved else u)
+            return np.where(numeric & ~np.isnan(u), inside, u)
+
+        rows, y = done
+        in_box = np.all(~numeric | np.isnan(rows) | ((rows >= low) & (rows <= high)), axis=1)
+        top = rows[np.flatnonzero(in_box)[np.argsort(y[in_box], kind="stable")[:N_TOP]]]
+        pool = [into_box(space.random(N_RANDOM, rng, fixed), False)]
+        pool += [into_box(space.moved(np.repeat(top, N_RANDOM // (len(LOCAL_STEPS) * len(top)), axis=0), rng,
+                                      step * scale, fixed), True)
+                 for step in LOCAL_STEPS]
+        pool.append(space.flipped(top, rng, fixed))
+        candidates = np.vstack(pool)
+        values = self.score(candidates)
+        keep = np.argsort(-values, kind="stable")[:N_KEEP]
+        candidates, values = candidates[keep], values[keep]
+        for step in REFINE_STEPS:
+            moved = np.vstack([
+                into_box(space.moved(np.repeat(candidates, N_RANDOM // (len(REFINE_STEPS) * N_KEEP), axis=0),
+                                     rng, step * scale, fixed), True),
+                space.flipped(candidates, rng, fixed)])
+            candidates, values = np.vstack([candidates, moved]), np.concatenate([values, self.score(moved)])
             keep = np.argsort(-values, kind="stable")[:N_KEEP]
             candidates, values = candidates[keep], values[keep]
-            for step in REFINE_STEPS:
-                moved = np.vstack([
-                    into_box(space.moved(np.repeat(candidates, N_RANDOM // (len(REFINE_STEPS) * N_KEEP), axis=0),
-                                         rng, step * scale, fixed), True),
-                    space.flipped(candidates, rng, fixed)])
-                candidates, values = np.vstack([candidates, moved]), np.concatenate([values, score(moved)])
-                keep = np.argsort(-values, kind="stable")[:N_KEEP]
-                candidates, values = candidates[keep], values[keep]
-            return candidates[0], float(values[0])
-
-        chosen, value = search(*self._box(u_done[region][np.argmin(y[region])], length, gp), min(1.0, length))
-        if value == -np.inf:  # the box is full (in parallel: every point in it beside a pending one): look everywhere
-            chosen, _ = search(np.zeros(len(space.params)), np.ones(len(space.params)), 1.0)
-        return space.to_vals(chosen, prior)
+        return candidates[0], float(values[0])
 
 
 def _trust_region(losses: np.ndarray, n_startup: int, batch: int) -> tuple[list[int], float]:
