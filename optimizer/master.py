@@ -22,7 +22,8 @@ from caviar.output.progress import Progress
 from caviar.output.results import ResultsDir
 from caviar.output.tracking import Tracker
 from caviar.runner import discard_artifacts, run_trial
-from caviar.store import DONE, NEW, RUNNING, NewItems, TrialStore, best_doc, is_ok
+from caviar.growing import NewItems
+from caviar.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
 from caviar.store.own_trials import OwnTrials
 from optimizer.search import Searcher
 

@@ -23,7 +23,8 @@ from optimizer.samplers import ALGORITHMS
 from optimizer.samplers._base import Doc
 from optimizer.samplers.registry import SAMPLERS
 from caviar.schedulers import Scheduler
-from caviar.store import DONE, NEW, RUNNING, NewItems, TrialStore, vals_key
+from caviar.growing import NewItems
+from caviar.store import DONE, NEW, RUNNING, TrialStore, vals_key
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +103,18 @@ class Searcher(abc.ABC):
         and every earlier loss counts for its result.
         """
         assert self.scheduler is not None
-        due = self.scheduler.promotions([*finished, *pending])[:wanted]
+        due = self.scheduler.promotions(finished, pending)[:wanted]
         if not due:
             return []
-        parents = {d["tid"]: d for d in finished}
         docs = []
-        for (parent_tid, step), tid in zip(due, self.store.new_tids(len(due))):
-            parent = parents[parent_tid]
+        for (parent, step), tid in zip(due, self.store.new_tids(len(due))):
             vals = parent["misc"]["vals"]
             misc = dict(parent["misc"], tid=tid, idxs={label: [tid] if v else [] for label, v in vals.items()})
             [doc] = Trials().new_trial_docs([tid], [parent.get("spec")], [{"status": "new"}], [misc])
             earlier = (parent.get("continues") or {}).get("reports") or {}  # a promotion of a promotion: all of them
-            continues = {"tid": parent_tid, "step": step, "reports": earlier | (parent.get("reports") or {})}
+            continues = {"tid": parent["tid"], "step": step, "reports": earlier | (parent.get("reports") or {})}
             doc = to_plain(doc) | {"params": parent["params"], "continues": continues}
-            log.info("trial %s: promoted from rung %s, continued as trial %s", parent_tid, step, tid)
+            log.info("trial %s: promoted from rung %s, continued as trial %s", parent["tid"], step, tid)
             docs.append(doc)
         return docs
 

@@ -17,7 +17,7 @@ PACKAGES = ("caviar", "optimizer", "worker", "neural_net")
 # Each unit may import its own modules and units of lower layers only.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("caviar", "caviar.errors"),
-    ("caviar.imports", "caviar.config", "caviar.files"),
+    ("caviar.imports", "caviar.config", "caviar.files", "caviar.growing"),
     ("caviar.objective", "caviar.family", "caviar.reporting"),
     ("caviar.store", "caviar.schedulers"),
     ("caviar.cv", "caviar.runner"),

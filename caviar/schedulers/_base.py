@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,12 @@ class Scheduler(abc.ABC):
     # some continued, from their checkpoint, as trials of their own (``promotions``); others stop for good.
     promotes = False
 
-    def promotions(self, docs: Iterable[dict[str, Any]]) -> list[tuple[int, int]]:
-        """The paused trials to continue now, as ``(tid, step)``, the most urgent first: a pure function of
-        the trial documents (``reports``, ``result``, ``continues``) that the store holds."""
+    def promotions(self, finished: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]] = ()
+                   ) -> list[tuple[dict[str, Any], int]]:
+        """The paused trials to continue now, as ``(document, step)``, the most urgent first: a function of
+        the trial documents (``reports``, ``result``, ``continues``) that the store holds. ``finished`` is
+        a list that only grows (``TrialView.finished``): what was read of it is kept, so the work per call
+        grows with what is new; ``pending`` (queued and running trials) is read whole."""
         return []
 
     def __repr__(self) -> str:

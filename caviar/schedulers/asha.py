@@ -26,8 +26,12 @@ trial, where one in ``reduction_factor`` going on at each rung would cost 2.3.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import bisect
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from caviar.growing import NewItems
 from caviar.schedulers._base import Decision, Scheduler
 
 
@@ -42,6 +46,7 @@ class Asha(Scheduler):
         if not isinstance(promote, bool):
             raise ValueError(f"promote must be true or false, got {promote!r}")
         self.promotes = promote
+        self._rungs: _Rungs | None = None  # promotions' index, built on first use
 
     def config(self) -> dict[str, Any]:  # "promote" only when on: experiments recorded before it match still
         return super().config() | ({"promote": True} if self.promotes else {})
@@ -83,25 +88,86 @@ class Asha(Scheduler):
         cutoff = others[keep - 1]  # the worst of the others holding a place: to beat, not to equal
         return Decision(stop=mine >= cutoff, peers=len(peers), cutoff=cutoff)
 
-    def promotions(self, docs: Iterable[dict[str, Any]]) -> list[tuple[int, int]]:
+    def promotions(self, finished: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]] = ()
+                   ) -> list[tuple[dict[str, Any], int]]:
         """Paused trials that hold one of the ``n // reduction_factor`` best places at their rung, never
         continued: higher rungs first, then the better loss (ASHA's ``get_job``)."""
         if not self.promotes:
             return []
-        docs = list(docs)
-        continued = {d["continues"]["tid"] for d in docs if d.get("continues")}
-        paused = {}
-        for d in docs:
-            result = d.get("result") or {}
-            if result.get("paused") and d["tid"] not in continued:
-                paused[d["tid"]] = int(result["stopped_at"])
+        if self._rungs is None:
+            self._rungs = _Rungs(self)
+        return self._rungs.due(finished, pending)
+
+
+Entry = tuple[float, int]  # (loss at the rung, tid): a place at a rung, ties to the lower tid
+
+
+class _Rungs:
+    """The finished trials' losses at each rung and the paused trials not yet continued, sorted, read once.
+
+    Kept current from the finished trials as they come (a list that only
+    grows), so that a top-up costs O(log n) per rung plus the pending trials,
+    where ranking every trial at every top-up cost O(n).
+    """
+
+    def __init__(self, asha: Asha):
+        self.asha = asha
+        self._new = NewItems()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.losses: dict[tuple[int, int], list[Entry]] = defaultdict(list)  # (group, step) -> finished trials'
+        self.paused: dict[tuple[int, int], list[Entry]] = defaultdict(list)  # (group, step) -> paused, not continued
+        self._paused_at: dict[int, tuple[tuple[int, int], Entry, dict[str, Any]]] = {}  # tid -> key, entry, doc
+        self._continued: set[int] = set()
+
+    def due(self, finished: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]]
+            ) -> list[tuple[dict[str, Any], int]]:
+        new = self._new.take(finished)
+        if new and len(new) == len(finished):  # a list read anew (or a first one): index it from the start
+            self._clear()
+        for doc in new:
+            self._add(doc)
+        continuing = {d["continues"]["tid"] for d in pending if d.get("continues")}
+        running: dict[tuple[int, int], list[Entry]] = defaultdict(list)
+        for doc in pending:
+            for key, entry in self._places(doc):
+                running[key].append(entry)
         due = []
-        for step in sorted(set(paused.values())):
-            at_step = {d["tid"]: d["reports"][str(step)] for d in docs
-                       if (d.get("reports") or {}).get(str(step)) is not None}
-            for group in {self.group(tid) for tid, at in paused.items() if at == step}:
-                ranked = sorted((loss, tid) for tid, loss in at_step.items() if self.group(tid) == group)
-                for loss, tid in ranked[:len(ranked) // self.reduction_factor]:
-                    if paused.get(tid) == step:
-                        due.append((-step, loss, tid))
-        return [(tid, -neg_step) for neg_step, _loss, tid in sorted(due)]
+        for (group, step), paused in self.paused.items():
+            places = (len(self.losses[group, step]) + len(running[group, step])) // self.asha.reduction_factor
+            if not paused or not places:
+                continue
+            last = _kth(self.losses[group, step], sorted(running[group, step]), places)
+            due += [(-step, loss, tid) for loss, tid in paused[:bisect.bisect_right(paused, last)]
+                    if tid not in continuing]
+        return [(self._paused_at[tid][2], -neg_step) for neg_step, _loss, tid in sorted(due)]
+
+    def _places(self, doc: dict[str, Any]) -> list[tuple[tuple[int, int], Entry]]:
+        """The trial's places at the rungs it reported at (a NaN/inf report holds none)."""
+        tid = doc["tid"]
+        return [((self.asha.group(tid), int(step)), (loss, tid)) for step, loss in (doc.get("reports") or {}).items()
+                if loss is not None and self.asha.decides_at(tid, int(step))]
+
+    def _add(self, doc: dict[str, Any]) -> None:
+        tid, result = doc["tid"], doc.get("result") or {}
+        parent = (doc.get("continues") or {}).get("tid")
+        if parent is not None:
+            self._continued.add(parent)
+            if parent in self._paused_at:
+                key, entry, _ = self._paused_at.pop(parent)
+                self.paused[key].remove(entry)
+        places = dict(self._places(doc))
+        for key, entry in places.items():
+            bisect.insort(self.losses[key], entry)
+        if result.get("paused") and tid not in self._continued:
+            key = (self.asha.group(tid), int(result["stopped_at"]))
+            if key in places:
+                bisect.insort(self.paused[key], places[key])
+                self._paused_at[tid] = (key, places[key], doc)
+
+
+def _kth(ranked: list[Entry], others: list[Entry], k: int) -> Entry:
+    """The ``k``-th smallest entry of two sorted lists, ``others`` short: O(len(others)) whatever ``ranked``'s."""
+    skipped = max(0, k - 1 - len(others))  # entries of ranked surely among the first k - 1
+    return sorted(ranked[skipped:k] + others)[k - 1 - skipped]

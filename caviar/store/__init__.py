@@ -11,11 +11,10 @@ from caviar.store._base import (
     MAX_LEASE_LOSSES,
     NEW,
     RUNNING,
-    NewItems,
     TrialStore,
     best_doc,
     is_ok,
     vals_key,
 )
 
-__all__ = ["DONE", "MAX_LEASE_LOSSES", "NEW", "NewItems", "RUNNING", "TrialStore", "best_doc", "is_ok", "vals_key"]
+__all__ = ["DONE", "MAX_LEASE_LOSSES", "NEW", "RUNNING", "TrialStore", "best_doc", "is_ok", "vals_key"]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from caviar.objective import STATUS_OK
@@ -39,21 +38,6 @@ from caviar.objective import STATUS_OK
 # run an algorithm, start without importing hyperopt (about 1 s).
 NEW, RUNNING, DONE = 0, 1, 2
 MAX_LEASE_LOSSES = 3
-
-
-class NewItems:
-    """Reads a list that only grows (``TrialView.finished``) a piece at a time: ``take`` returns what was
-    appended since the last call; given another list, it starts that one from the beginning."""
-
-    def __init__(self) -> None:
-        self._items: Sequence[Any] | None = None
-        self._read = 0
-
-    def take(self, items: Sequence[Any]) -> list[Any]:
-        if items is not self._items:
-            self._items, self._read = items, 0
-        new, self._read = list(items[self._read:]), len(items)
-        return new
 
 
 def is_ok(doc: dict[str, Any]) -> bool:

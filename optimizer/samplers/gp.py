@@ -71,7 +71,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optimizer.samplers._base import Doc, Sampler, Vals, finished_loss
 from optimizer.samplers._gaussian_process import GaussianProcess, log_expected_improvement, transform_outputs
 from optimizer.samplers._space import Param, translate, warn_prior
-from caviar.store import NewItems
+from caviar.growing import NewItems
 
 log = logging.getLogger(__name__)
 

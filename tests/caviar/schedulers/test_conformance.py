@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -140,21 +141,55 @@ def test_asha_with_promotions_pauses_until_it_holds_a_place_at_the_rung() -> Non
     assert asha.decide(0, 1, {0: None, 1: 0.5, 2: 0.6}).stop
 
 
+def due(asha: Asha, finished: list[dict], pending: list[dict] = ()) -> list[tuple[int, int]]:
+    """``asha.promotions`` as ``(tid, step)``."""
+    return [(doc["tid"], step) for doc, step in asha.promotions(finished, pending)]
+
+
 def test_asha_promotes_the_paused_trials_that_now_hold_a_place_higher_rungs_first() -> None:
     asha = Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True)
-    docs = [paused(0, 1, {1: 0.2}), paused(1, 1, {1: 0.9}), paused(2, 1, {1: 0.5})]
-    assert asha.promotions(docs) == [(0, 1)]  # 3 at rung 1: one place, trial 0's
-    # Six at rung 1 (two places: trials 0 and 4), three at rung 3 (one place: trial 3, paused there).
-    docs += [paused(3, 3, {1: 0.8, 2: 0.7, 3: 0.1}), paused(4, 1, {1: 0.3}),
-             {"tid": 5, "reports": {"1": 0.6, "2": 0.5, "3": 0.4}, "result": {"status": "new"}},  # running on
-             paused(6, 3, {1: 0.85, 2: 0.6, 3: 0.3})]
-    assert asha.promotions(docs) == [(3, 3), (0, 1), (4, 1)]
-    # A trial continued once is not promoted again; a NaN at the rung, a stopped trial without a checkpoint never.
-    docs += [{"tid": 7, "continues": {"tid": 3, "step": 3, "reports": {}}, "reports": {}, "result": {}}]
-    docs[4]["result"].pop("paused")
-    assert asha.promotions(docs) == [(0, 1)]
-    assert Asha(max_epochs=9).promotions(docs) == []  # without promote: never
-    assert asha.promotions([paused(0, 1, {1: None}), paused(1, 1, {1: 0.5}), paused(2, 1, {1: 0.6})]) == []
+    finished = [paused(0, 1, {1: 0.2}), paused(1, 1, {1: 0.9}), paused(2, 1, {1: 0.5})]
+    assert due(asha, finished) == [(0, 1)]  # 3 at rung 1: one place, trial 0's
+    assert asha.promotions(finished)[0][0] is finished[0]  # the paused trial's document, to continue it
+    # Six at rung 1 (two places: trials 0 and 4), three at rung 3 (one place: trial 3, paused there);
+    # trial 5 is still running, its reports count at the rungs.
+    finished += [paused(3, 3, {1: 0.8, 2: 0.7, 3: 0.1}), paused(4, 1, {1: 0.3}), paused(6, 3, {1: 0.85, 2: 0.6, 3: 0.3})]
+    running = {"tid": 5, "reports": {"1": 0.6, "2": 0.5, "3": 0.4}, "result": {"status": "new"}}
+    assert due(asha, finished, [running]) == [(3, 3), (0, 1), (4, 1)]
+    # A trial continued once is not promoted again, whether its promotion is queued or finished.
+    promotion = {"tid": 7, "continues": {"tid": 3, "step": 3, "reports": {}}, "reports": {}, "result": {}}
+    assert due(asha, finished, [running, promotion]) == [(0, 1), (4, 1)]
+    finished.append(promotion)
+    assert due(asha, finished, [running]) == [(0, 1), (4, 1)]
+    # The running trial scores better at rung 1 than trial 4, taking its place.
+    assert due(asha, finished, [running | {"reports": {"1": 0.25}}]) == [(0, 1)]
+    # A stopped trial without a checkpoint, or with a NaN at its rung, is never promoted (lists read anew).
+    assert due(asha, [*finished[:4], {**finished[4], "result": {"status": "ok", "stopped": True, "stopped_at": 1}},
+                      *finished[5:]], [running]) == [(0, 1)]
+    assert Asha(max_epochs=9).promotions(finished) == []  # without promote: never
+    assert due(asha, [paused(0, 1, {1: None}), paused(1, 1, {1: 0.5}), paused(2, 1, {1: 0.6})]) == []
+
+
+def test_asha_promotions_read_each_finished_trial_once_and_agree_with_a_fresh_read() -> None:
+    """Kept current from a growing list, the index gives what a scheduler reading every trial anew gives."""
+    rng = random.Random(0)
+    kept, finished = Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True), []
+    for tid in range(300):
+        continued = [d for d, _ in kept.promotions(finished)]
+        if continued and rng.random() < 0.5:  # continue the most urgent paused trial, paused again higher up
+            parent = continued[0]
+            step = parent["result"]["stopped_at"] * 3
+            reports = {str(s): parent["reports"][str(parent["result"]["stopped_at"])] - 0.01 * s
+                       for s in range(parent["result"]["stopped_at"] + 1, step + 1)}
+            doc = paused(tid, step, {}, continues={"tid": parent["tid"], "step": parent["result"]["stopped_at"]})
+            doc["reports"] = reports
+        else:
+            loss = rng.choice([None, *[rng.random() for _ in range(9)]])
+            doc = paused(tid, 1, {1: loss})
+        finished.append(doc)
+        assert due(kept, finished) == due(Asha(min_epochs=1, reduction_factor=3, max_epochs=9, promote=True),
+                                          list(finished))
+    assert any(d.get("continues") for d in finished) and due(kept, finished)
 
 
 def test_hyperband_does_not_promote() -> None:

@@ -1,6 +1,6 @@
-"""The pieces of the store interface that are not a store."""
+"""NewItems: what was appended to a list that only grows."""
 
-from caviar.store import NewItems
+from caviar.growing import NewItems
 
 
 def test_new_items_are_what_was_appended_since_the_last_take_and_another_list_starts_over() -> None:
