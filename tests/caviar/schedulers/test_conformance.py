@@ -153,7 +153,8 @@ def test_asha_promotes_the_paused_trials_that_now_hold_a_place_higher_rungs_firs
     assert asha.promotions(finished)[0][0] is finished[0]  # the paused trial's document, to continue it
     # Six at rung 1 (two places: trials 0 and 4), three at rung 3 (one place: trial 3, paused there);
     # trial 5 is still running, its reports count at the rungs.
-    finished += [paused(3, 3, {1: 0.8, 2: 0.7, 3: 0.1}), paused(4, 1, {1: 0.3}), paused(6, 3, {1: 0.85, 2: 0.6, 3: 0.3})]
+    finished += [paused(3, 3, {1: 0.8, 2: 0.7, 3: 0.1}), paused(4, 1, {1: 0.3}),
+                 paused(6, 3, {1: 0.85, 2: 0.6, 3: 0.3})]
     running = {"tid": 5, "reports": {"1": 0.6, "2": 0.5, "3": 0.4}, "result": {"status": "new"}}
     assert due(asha, finished, [running]) == [(3, 3), (0, 1), (4, 1)]
     # A trial continued once is not promoted again, whether its promotion is queued or finished.
