@@ -398,12 +398,20 @@ def read_runs(path: str) -> list[tuple[int, list[Run]]]:
 
 
 def summarize(paths: list[str], output: str, argv: list[str]) -> int:
-    """Per-seed tables and the medians over every seed of the runs saved in ``paths`` (no training)."""
-    seeds, by_seed = [], []
+    """Per-seed tables and the medians over every seed of the runs saved in ``paths`` (no training).
+
+    A seed found in several files shows their systems side by side (systems run separately with the same
+    settings, e.g. added to an earlier run); a system twice in one seed is refused.
+    """
+    merged: dict[int, list[Run]] = {}
     for path in paths:
         for seed, runs in read_runs(path):
-            seeds.append(seed)
-            by_seed.append(runs)
+            known = {r.system for r in merged.get(seed, [])}
+            twice = sorted(known & {r.system for r in runs})
+            if twice:
+                raise SystemExit(f"error: {path}: seed {seed} of {', '.join(twice)} is in an earlier file too")
+            merged.setdefault(seed, []).extend(runs)
+    seeds, by_seed = list(merged), list(merged.values())
     sections = [f"Seed {seed}: {table(runs)}" for seed, runs in zip(seeds, by_seed)] + [summary(by_seed)]
     text = (f"# Early stopping benchmark: {len(seeds)} seeds pooled\n\n"
             f"`python -m bench.early_stopping {' '.join(argv)}`\n\n" + "\n\n".join(sections) + "\n")
@@ -479,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--trials", type=int, required=True)
     worker.add_argument("--seed", type=int, default=0)
     again = sub.add_parser("summarize", help="the tables again, from the -runs.json of one or more runs")
-    again.add_argument("runs", nargs="+", help="-runs.json files; their seeds are pooled")
+    again.add_argument("runs", nargs="+", help="-runs.json files; their seeds are pooled, the systems of one seed "
+                                               "found in several files shown side by side")
     again.add_argument("--output", required=True)
     luck = sub.add_parser("retrain", help="each system's best configuration, trained again with other seeds")
     luck.add_argument("runs", nargs="+", help="-runs.json files (their trials' params recorded)")

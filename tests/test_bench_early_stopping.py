@@ -5,6 +5,7 @@ Reads the real CIFAR-10 subset in ../shared/data, as the benchmark does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -104,3 +105,21 @@ def test_a_file_that_is_not_a_runs_json_is_refused_in_one_line(tmp_path, content
         with pytest.raises(SystemExit, match=f"^error: {runs}: not the -runs.json"):
             early_stopping.main([command, str(runs), "--output", str(tmp_path / "out.md")])
     assert not (tmp_path / "out.md").exists()
+
+
+def test_summarize_shows_the_systems_of_one_seed_from_several_files_side_by_side(tmp_path) -> None:
+    def run(system: str, accuracies: list[float], epochs: int) -> dict:
+        trials = [{"epochs_trained": epochs, "val_accuracy": a, "test_accuracy": a - 0.1, "end_time": 100.0 + i}
+                  for i, a in enumerate(accuracies)]
+        return {"system": system, "start": 0.0, "wall": 10.0, "trials": trials, "seed": 4}
+
+    first, added = tmp_path / "a-runs.json", tmp_path / "b-runs.json"
+    first.write_text(json.dumps([[run("caviar-none", [0.3, 0.5], 9)]]))
+    added.write_text(json.dumps([[run("optuna-sh", [0.2, 0.55, 0.1], 3)]]))
+    output = tmp_path / "out.md"
+    assert early_stopping.main(["summarize", str(first), str(added), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "Seed 4: target: best validation accuracy of caviar-none = 0.5000" in text and text.count("Seed 4") == 1
+    assert "| optuna-sh | 3 (3 stopped) | 9 | 10 | 0.5500 | 6 (2 trials) |" in text  # measured against the first file
+    with pytest.raises(SystemExit, match=f"^error: {first}: seed 4 of caviar-none is in an earlier file too"):
+        early_stopping.main(["summarize", str(added), str(first), str(first), "--output", str(output)])
