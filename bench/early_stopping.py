@@ -1,6 +1,6 @@
 """Early stopping: epochs and wall time to a good CNN, with and without stopping, beside Optuna's pruners.
 
-    python -m bench.early_stopping [--trials 20] [--stopping-trials 60] [--epochs 9] [--images 2000]
+    python -m bench.early_stopping [--trials 20] [--stopping-trials 60] [--epochs 9] [--min-epochs 1] [--images 2000]
         [--validation-images 2000] [--workers 2] [--seeds 0 1 2]
         [--systems caviar-none caviar-asha optuna-sh optuna-hb] [--output bench/results/early_stopping.md]
         (every trial, with its per-epoch validation accuracies: early_stopping-runs.json beside it)
@@ -27,7 +27,7 @@ configurations tried):
   default ``tpe-mv``: Optuna's TPE, the sampler Optuna's pruners run with, so that the systems
   differ in their stopping rules alone; ``--algo gp`` measures Caviar's default search) and
   ``--workers`` ``python -m worker`` processes on a fresh nx-27017 server,
-  with ``--scheduler none`` / ``asha`` (``--min-epochs 1 --reduction-factor 3``);
+  with ``--scheduler none`` / ``asha`` (``--min-epochs`` as given, default 1, ``--reduction-factor 3``);
   ``caviar-asha-promote``: asha with ``--promote yes`` (a promotion is a trial of its own
   that resumes from the paused trial's checkpoint: it counts the epochs after that one,
   and the system may run twice ``--stopping-trials`` trials);
@@ -35,8 +35,8 @@ configurations tried):
   checkpoints every epoch to GridFS, as the CNN does;
 - ``optuna-sh`` / ``optuna-hb``: ``--workers`` processes running
   ``study.optimize`` on one JournalFile storage with ``TPESampler`` and
-  ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)`` /
-  ``HyperbandPruner(1, epochs, 3)``, reporting ``val_accuracy`` per epoch.
+  ``SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)`` /
+  ``HyperbandPruner(min_epochs, epochs, 3)``, reporting ``val_accuracy`` per epoch.
 
 Every trial records the epochs it trained, its best validation accuracy, the
 test accuracy of its final model and when it ended. Measures:
@@ -79,6 +79,7 @@ DATA = ROOT.parent / "shared" / "data" / "cifar-10-python-subset.tar.gz"
 TEST_IMAGES = 1000
 VALIDATION_IMAGES = 2000  # held out beyond --images; 0: the old 20% of --images (see data())
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", "9"))
+MIN_EPOCHS = int(os.environ.get("BENCH_MIN_EPOCHS", "1"))  # the first rung, of every system that stops
 FILTERS, BLOCKS, DENSE, BATCHES = [8, 16, 32], [1, 2, 3], [32, 64, 128], [32, 64, 128]
 SPACE: dict[str, Any] = {
     "filters": hp.choice("filters", FILTERS),
@@ -181,8 +182,8 @@ def optuna_worker(storage_path: str, study_name: str, pruner: str, trials: int, 
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruners = {"sh": optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
-               "hb": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)}
+    pruners = {"sh": optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_EPOCHS, reduction_factor=3),
+               "hb": optuna.pruners.HyperbandPruner(min_resource=MIN_EPOCHS, max_resource=EPOCHS, reduction_factor=3)}
     study = optuna.create_study(storage=JournalStorage(JournalFileBackend(storage_path)), study_name=study_name,
                                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=pruners[pruner], load_if_exists=True)
@@ -253,7 +254,7 @@ def run_caviar(variant: str, seed: int, args: argparse.Namespace, workdir: Path,
     start, wall, docs = run_search(workdir, f"caviar-{variant}-{seed}", ["--seed", str(seed),
         "--space", "bench.early_stopping:SPACE", "--objective", "bench.early_stopping:objective",
         "--max-evals", str(trials_of(f"caviar-{variant}", args)), "--algo", args.algo,
-        "--scheduler", scheduler, "--min-epochs", "1", "--reduction-factor", "3",
+        "--scheduler", scheduler, "--min-epochs", str(args.min_epochs), "--reduction-factor", "3",
         "--promote", "yes" if promote == "promote" else "no",
         "--results-dir", str(workdir / f"results-{variant}-{seed}"), "--no-plots", "--no-tensorboard", "--lookahead", "0",
     ], args.workers, search_env(bench_env))
@@ -501,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stopping-trials", type=int, default=60,
                    help="at most this many trials with stopping; only those within the epochs of --trials count")
     p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--min-epochs", type=int, default=MIN_EPOCHS,
+                   help="epochs every trial runs before a scheduler or pruner may stop it (the first rung)")
     p.add_argument("--images", type=int, default=2000, help="the first images of the training batches: 80%% train")
     p.add_argument("--validation-images", type=int, default=VALIDATION_IMAGES,
                    help="validate on this many further images of the training batches (0: on the other 20%% of "
@@ -518,7 +521,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "summarize":
         return summarize(args.runs, args.output, argv if argv is not None else sys.argv[1:])
-    bench_env = {"BENCH_EPOCHS": str(args.epochs), "BENCH_IMAGES": str(args.images), "BENCH_DATA": args.data,
+    if not 1 <= args.min_epochs <= args.epochs:
+        raise SystemExit(f"error: --min-epochs must be between 1 and --epochs ({args.epochs}), got {args.min_epochs}")
+    bench_env = {"BENCH_EPOCHS": str(args.epochs), "BENCH_MIN_EPOCHS": str(args.min_epochs),
+                 "BENCH_IMAGES": str(args.images), "BENCH_DATA": args.data,
                  "BENCH_VALIDATION_IMAGES": str(args.validation_images)}
     os.environ.update(bench_env)
     globals()["EPOCHS"] = args.epochs
@@ -544,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(by_seed) > 1:
         sections.append(summary(by_seed))
     text = (f"# Early stopping benchmark, {dt.date.today()}\n\n{args.trials} trials of up to {args.epochs} epochs "
-            f"without stopping; with stopping, up to {args.stopping_trials} trials, counted within the same "
+            f"without stopping; with stopping (first rung: {args.min_epochs} epochs), up to {args.stopping_trials} "
+            f"trials, counted within the same "
             f"{args.trials * args.epochs} epochs; "
             f"{args.images} CIFAR-10 images (80% train; validation: "
             f"{f'{args.validation_images} further images' if args.validation_images else 'the other 20%'}), "

@@ -58,6 +58,14 @@ def test_too_many_held_out_images_stop_the_benchmark_before_any_system_runs(env:
     assert not output.exists()
 
 
+@pytest.mark.parametrize("min_epochs", ["0", "10"])
+def test_a_first_rung_outside_the_epochs_is_refused_before_any_system_runs(tmp_path, min_epochs: str) -> None:
+    output = tmp_path / "out.md"
+    with pytest.raises(SystemExit, match=f"^error: --min-epochs .*9.*got {min_epochs}$"):
+        early_stopping.main(["--epochs", "9", "--min-epochs", min_epochs, "--output", str(output)])
+    assert not output.exists()
+
+
 def test_retrain_trains_each_systems_configuration_again_with_its_own_seed_and_others(env: pytest.MonkeyPatch,
                                                                                     tmp_path) -> None:
     """Its own training seed gives the trial's accuracy again (so the others measure the seed's share in it);
