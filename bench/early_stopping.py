@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(by_seed) > 1:
         sections.append(summary(by_seed))
     text = (f"# Early stopping benchmark, {dt.date.today()}\n\n{args.trials} trials of up to {args.epochs} epochs "
-            f"without stopping; with stopping (first rung: {args.min_epochs} epochs), up to {args.stopping_trials} "
+            f"without stopping; with stopping (first rung at epoch {args.min_epochs}), up to {args.stopping_trials} "
             f"trials, counted within the same "
             f"{args.trials * args.epochs} epochs; "
             f"{args.images} CIFAR-10 images (80% train; validation: "
