@@ -402,10 +402,11 @@ class GaussianProcessSampler(Sampler):
         # Points already tried or pending (all of them, not only the model's) are never proposed again.
         queued = {row.tobytes() for row in x_pending}  # not merged with history.tried: a copy per proposal
         acquisition = _Acquisition(self, gp, best, queued, avoided, radii, rng, fixed)
-        top = u_done[region], y[region]
-        chosen, value = acquisition.maximize(*self._box(top[0][np.argmin(top[1])], length, gp), min(1.0, length), top)
+        in_region = u_done[region], y[region]
+        centre = in_region[0][np.argmin(in_region[1])]
+        chosen, value = acquisition.maximize(*self._box(centre, length, gp), min(1.0, length), in_region)
         if value == -np.inf:  # the box is full (in parallel: every point in it beside a pending one): look everywhere
-            chosen, _ = acquisition.maximize(np.zeros(len(space.params)), np.ones(len(space.params)), 1.0, top)
+            chosen, _ = acquisition.maximize(np.zeros(len(space.params)), np.ones(len(space.params)), 1.0, in_region)
         return space.to_vals(chosen, prior)
 
     def _avoided(self, u_pending: np.ndarray, order: np.ndarray, losses: np.ndarray, starts: list[int]
