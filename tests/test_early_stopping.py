@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -15,12 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hyperopt import Domain
 
 from caviar import schedulers
 from caviar.schedulers import Scheduler
 from caviar.store import DONE
 from caviar.store.mongo import MongoStore
+from optimizer.samplers.gp import GaussianProcessSampler
 from tests.conftest import ROOT, Workers
 from tests.helpers import training
 from tests.helpers.results import finished_trials
@@ -195,6 +199,15 @@ def check_promotions(docs: list[dict[str, Any]], seed: int, monkeypatch: pytest.
             assert doc["result"]["history"]["loss"] == pytest.approx(whole, rel=1e-12)
 
 
+def check_gp_learns_at_the_stopping_steps(docs: list[dict[str, Any]]) -> None:
+    """The stored trials carry what gp's model reads: reports and stops give observations after the first epoch
+    (and after 3, if some trial stopped there; fidelities log(s) / log(9)) beside those at the end."""
+    sampler = GaussianProcessSampler(Domain(lambda p: 0.0, training.SPACE))
+    sampler.history.update(sorted(docs, key=lambda d: d["tid"]))
+    _, _, fidelities = sampler.history.observations(np.arange(len(sampler.history.losses)))
+    assert fidelities is not None and {0.0, 1.0} <= set(fidelities) <= {0.0, math.log(3) / math.log(9), 1.0}
+
+
 def test_embedded_asha_with_promotions_continues_paused_trials_from_their_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -205,6 +218,7 @@ def test_embedded_asha_with_promotions_continues_paused_trials_from_their_checkp
     docs = finished_trials(tmp_path)
     assert len(docs) == 30 and all(d["result"]["status"] == "ok" for d in docs)
     check_promotions(docs, 4, monkeypatch)
+    check_gp_learns_at_the_stopping_steps(docs)
     assert "promoted from rung" in log.read_text()
     mirrored = [json.loads(f.read_text()) for f in (tmp_path / "results").glob("*_trial.json")]
     assert {t["tid"]: t.get("continues") for t in mirrored} == {d["tid"]: d.get("continues") for d in docs}
@@ -230,5 +244,6 @@ def test_workers_continue_the_trials_asha_promotes_and_no_checkpoint_is_left(
     docs = store.trial_docs()
     assert len(docs) == 24 and all(d["result"]["status"] == "ok" for d in docs)
     check_promotions(docs, 5, monkeypatch)
+    check_gp_learns_at_the_stopping_steps(docs)
     assert "resuming from the checkpoint of step" in workers.logs()
     assert all(store.get_checkpoint(d["tid"], str(tmp_path / "none")) is None for d in docs)

@@ -44,16 +44,26 @@ TPE's density ratio (``bench/quality.py``).
   only. (A constant liar at the worst loss, as Optuna's TPE uses, spread the
   points too far on Hartmann-6: worse than TPE at 50 evaluations.)
 - **Failed and stopped trials.** A failed trial is left out of the model (its
-  point is not proposed again); a trial stopped early counts with its loss,
-  the best it reported, which ranks it below the trials that went on.
+  point is not proposed again). Once a scheduler has stopped a trial early,
+  the GP gets one more input, the fidelity: every trial is observed at each
+  step some trial was stopped at (its best report so far, fidelity log(step) /
+  log(last step)) and, if it went on to the end, at fidelity 1; proposals,
+  the incumbent and the trust region's centre are judged at fidelity 1. A
+  stopped trial is compared with its peers at the same step, and the trials
+  that went on teach the model what an early loss bodes for the end (counted
+  with its own loss as if final, a stopped trial ranked below every trial that
+  went on, and the options it had tried looked bad: ``bench/early_stopping.py``'s
+  run N in the README).
 - **Deterministic.** A proposal is a function of the finished and pending
   trials (taken in tid order) and the seed, so a resumed search proposes what
   the uninterrupted one would have.
 - **Bounded cost.** Each finished trial is read once; the hyperparameters are
-  fitted on at most ``FIT_POINTS`` trials and the posterior conditioned on at
-  most ``MODEL_POINTS`` (half the best, half the latest), so past a few hundred
-  trials a proposal costs about the same however large the experiment (what
-  grows is the trust region's replay over the losses: 1-4 ms at 10,000 trials).
+  fitted on at most ``FIT_POINTS`` observations and the posterior conditioned
+  on those of at most ``MODEL_POINTS`` trials (half the best, half the latest;
+  with early stopping, one per stopping step a trial reached and one at the
+  end), so past a few hundred trials a proposal costs about the same however
+  large the experiment (what grows is the trust region's replay over the
+  losses: 1-4 ms at 10,000 trials).
 """
 
 from __future__ import annotations
@@ -308,6 +318,8 @@ class _History:
         self.rows: list[np.ndarray] = []
         self.tried: set[bytes] = set()  # encodings of every finished point (failed ones too): not proposed again
         self._position: dict[int, int] = {}  # tid -> its row (a promotion's: the row of the trial it continues)
+        self.curves: list[dict[int, float]] = []  # per row: its finite reports, {step: loss}
+        self.stopped_at: list[int | None] = []  # per row: the step a scheduler stopped it at (None: it ran to the end)
 
     def update(self, finished: Sequence[Doc]) -> None:
         """Take the trials of ``finished`` not read yet."""
@@ -326,11 +338,15 @@ class _History:
                 self._position[d["tid"]] = row
                 if loss is not None:
                     self.losses[row] = loss
+                    self.curves[row].update(_curve(d))
+                    self.stopped_at[row] = _stopped_at(d)
             elif loss is not None:
                 self._position[d["tid"]] = len(self.losses)
                 tids.append(d["tid"])
                 vals.append(d["misc"]["vals"])
                 self.losses.append(loss)
+                self.curves.append(_curve(d))
+                self.stopped_at.append(_stopped_at(d))
         if tids:
             self.tids += tids
             self.rows.extend(self.space.from_vals(vals))
@@ -339,6 +355,44 @@ class _History:
         """The positions of the trials (in ``rows``) and their losses, in tid order."""
         order = np.argsort(self.tids, kind="stable")
         return order, np.asarray(self.losses)[order]
+
+    def observations(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The model's observations of the trials at ``rows``: for each, the trial (its index in ``rows``), the loss
+        and its fidelity, or None for the fidelities when no trial of ``rows`` was stopped early.
+
+        A trial stopped at step s tells how its point does after s steps, not at the end. With early stopping,
+        every trial is observed at each step some trial was stopped at (its best report up to it, fidelity
+        log(s) / log(last step)) and, if it ran to the end, at the end (fidelity 1, its loss): the GP learns how
+        a point's loss after s steps bodes for its end from the trials that went on, and judges a stopped
+        point by its peers at the same step instead of by the trials that trained longer.
+        """
+        stops = {self.stopped_at[r] for r in rows} - {None}
+        last = max((max(self.curves[r], default=0) for r in rows), default=0)
+        rungs = sorted(s for s in stops if s < last)
+        if not rungs:
+            return np.arange(len(rows)), np.array([self.losses[r] for r in rows]), None
+        observed: list[tuple[int, float, float]] = []
+        for k, r in enumerate(rows):
+            curve, stopped_at = self.curves[r], self.stopped_at[r]
+            for step in rungs:
+                if (stopped_at is not None and step > stopped_at) or max(curve, default=0) < step:
+                    break
+                if reached := [loss for s, loss in curve.items() if s <= step]:
+                    observed.append((k, min(reached), math.log(step) / math.log(last)))
+            if stopped_at is None or stopped_at >= last:  # ran to the end (or as far as any trial went)
+                observed.append((k, self.losses[r], 1.0))
+        trials, losses, fidelities = (np.array(column) for column in zip(*observed))
+        return trials.astype(int), losses, fidelities
+
+
+def _curve(doc: Doc) -> dict[int, float]:
+    """A trial's finite reports, {step: loss}."""
+    return {int(step): loss for step, loss in (doc.get("reports") or {}).items()
+            if isinstance(loss, (int, float)) and math.isfinite(loss)}
+
+
+def _stopped_at(doc: Doc) -> int | None:
+    return doc["result"].get("stopped_at") if doc["result"].get("stopped") else None
 
 
 class GaussianProcessSampler(Sampler):
@@ -391,18 +445,22 @@ class GaussianProcessSampler(Sampler):
             return space.to_vals(candidates[away[0] if len(away) else 0], prior)
         positions = _subset(all_losses, MODEL_POINTS)  # the model's trials, by their places in tid order
         u_done = np.array([self.history.rows[order[i]] for i in positions])
-        y = transform_outputs(all_losses[positions])
         x_done = space.encode(u_done)
-        gp = GaussianProcess(x_done, y, fit=_subset(y, FIT_POINTS) if len(y) > FIT_POINTS else None,
-                             one_hot=space.one_hot)
+        trials, losses, fidelities = self.history.observations(order[positions])
+        y = transform_outputs(losses)
+        x_observed = x_done[trials] if fidelities is None else np.column_stack([x_done[trials], fidelities])
+        gp = GaussianProcess(x_observed, y, fit=_subset(y, FIT_POINTS) if len(y) > FIT_POINTS else None,
+                             one_hot=space.one_hot if fidelities is None else np.append(space.one_hot, False))
+        model = gp if fidelities is None else _AtTheEnd(gp)
         region = positions >= starts[-1]
-        best = float(gp.predict(x_done)[0][region].min())
+        ends = model.predict(x_done)[0]  # each trial's loss at the end, as the model sees it
+        best = float(ends[region].min())
         x_pending = space.encode(u_pending)
-        gp.condition_on_pending(x_pending)
+        model.condition_on_pending(x_pending)
         # Points already tried or pending (all of them, not only the model's) are never proposed again.
         queued = {row.tobytes() for row in x_pending}  # not merged with history.tried: a copy per proposal
-        acquisition = _Acquisition(self, gp, best, queued, avoided, radii, rng, fixed)
-        in_region = u_done[region], y[region]
+        acquisition = _Acquisition(self, model, best, queued, avoided, radii, rng, fixed)
+        in_region = u_done[region], (y if fidelities is None else ends)[region]
         centre = in_region[0][np.argmin(in_region[1])]
         chosen, value = acquisition.maximize(*self._box(centre, length, gp), min(1.0, length), in_region)
         if value == -np.inf:  # the box is full (in parallel: every point in it beside a pending one): look everywhere
@@ -420,6 +478,24 @@ class GaussianProcessSampler(Sampler):
         return np.vstack([u_pending, earlier]), radii
 
 
+class _AtTheEnd:
+    """A GP fitted with a last input for the fidelity (``_History.observations``), predicting at fidelity 1:
+    what a point would reach if it trained to the end, which is what a proposal is for."""
+
+    def __init__(self, gp: GaussianProcess):
+        self.gp = gp
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.gp.predict(self._at_the_end(x))
+
+    def condition_on_pending(self, x_pending: np.ndarray) -> None:
+        self.gp.condition_on_pending(self._at_the_end(x_pending))
+
+    @staticmethod
+    def _at_the_end(x: np.ndarray) -> np.ndarray:
+        return np.column_stack([x, np.ones(len(x))])
+
+
 class _Acquisition:
     """Log expected improvement over the points a proposal may take, maximized in a box.
 
@@ -428,8 +504,8 @@ class _Acquisition:
     branches and integers are handled alike.
     """
 
-    def __init__(self, sampler: GaussianProcessSampler, gp: GaussianProcess, best: float, queued: set[bytes],
-                 avoided: np.ndarray, radii: np.ndarray, rng: np.random.Generator, fixed: np.ndarray):
+    def __init__(self, sampler: GaussianProcessSampler, gp: GaussianProcess | _AtTheEnd, best: float,
+                 queued: set[bytes], avoided: np.ndarray, radii: np.ndarray, rng: np.random.Generator, fixed: np.ndarray):
         self.space, self.numeric, self.tried = sampler.space, sampler._numeric, sampler.history.tried
         self.gp, self.best, self.queued, self.avoided, self.radii = gp, best, queued, avoided, radii
         self.rng, self.fixed = rng, fixed

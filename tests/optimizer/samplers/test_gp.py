@@ -218,3 +218,45 @@ def test_a_promotion_replaces_the_score_of_the_trial_it_continues_in_the_model()
         pieces.update(finished)
     for history in (whole, pieces):
         assert history.tids == [0, 1] and history.losses == [0.5, 3.0] and len(history.rows) == 2
+
+
+def _reported(tid: int, x: float, curve: dict[int, float], stopped_at: int | None = None) -> dict:
+    """A finished trial of the space {"x": uniform(0, 1)} that reported ``curve`` (and was stopped at ``stopped_at``)."""
+    result = {"status": "ok", "loss": min(curve.values())} | (
+        {"stopped": True, "stopped_at": stopped_at} if stopped_at is not None else {})
+    return {"tid": tid, "misc": {"vals": {"x": [x]}}, "result": result,
+            "reports": {str(step): loss for step, loss in curve.items()}}
+
+
+def test_with_stopped_trials_each_trial_is_observed_at_every_stopping_step_it_reached_and_at_the_end() -> None:
+    from optimizer.samplers.gp import _History
+
+    space = _UnitSpace(translate(Domain(lambda p: 0.0, {"x": hp.uniform("x", 0, 1)}).expr))
+    full = {step: 1.0 / step for step in range(1, 10)}
+    docs = [_reported(0, 0.1, full), _reported(1, 0.2, {1: 0.9}, stopped_at=1),
+            _reported(2, 0.3, {1: 0.5, 2: 0.7, 3: 0.4}, stopped_at=3)]
+    history = _History(space)
+    history.update(docs[:1])
+    trials, losses, fidelities = history.observations(np.arange(1))
+    assert trials.tolist() == [0] and losses.tolist() == [1 / 9] and fidelities is None  # nothing stopped: as before
+    history.update(docs)
+    trials, losses, fidelities = history.observations(np.arange(3))
+    assert trials.tolist() == [0, 0, 0, 1, 2, 2]
+    assert losses.tolist() == pytest.approx([1.0, 1 / 3, 1 / 9, 0.9, 0.5, 0.4])  # the best report up to each step
+    assert fidelities.tolist() == pytest.approx([0.0, 0.5, 1.0, 0.0, 0.0, 0.5])  # log(step) / log(9)
+
+
+def test_a_stopped_trial_is_judged_against_its_peers_at_the_same_step_not_the_trials_that_went_on() -> None:
+    """Loss after s epochs: (x - 0.8)^2 + 1/s. Trials stopped after one epoch near 0.8 beat the full trials'
+    first epochs, so the end of training promises most on their side; counted with their own loss as if it
+    were final (1.0, far above the full trials' 0.17-0.69), they looked worst and every proposal was 0.51."""
+    from optimizer.samplers.gp import GaussianProcessSampler
+
+    def curve(x: float, epochs: int) -> dict[int, float]:
+        return {step: (x - 0.8) ** 2 + 1 / step for step in range(1, epochs + 1)}
+
+    docs = [_reported(tid, x, curve(x, 9)) for tid, x in enumerate([0.05, 0.15, 0.25, 0.35, 0.45, 0.55])]
+    docs += [_reported(6 + i, x, curve(x, 1), stopped_at=1) for i, x in enumerate([0.7, 0.8, 0.9])]
+    sampler = GaussianProcessSampler(Domain(lambda p: 0.0, {"x": hp.uniform("x", 0, 1)}))
+    proposals = [sampler.propose(9, seed, docs, [])["x"][0] for seed in range(5)]
+    assert all(x > 0.65 for x in proposals), proposals
