@@ -44,7 +44,7 @@ import contextvars
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 class TrialStopped(Exception):
@@ -119,6 +119,11 @@ def finite_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         raise TypeError(f"reported value must be a number, got {value!r}") from None
     return number if math.isfinite(number) else None
+
+
+def stored_reports(doc: Mapping[str, Any]) -> dict[int, float | None]:
+    """A trial document's reports by step: the store keeps them as ``reports: {"<step>": loss or None}``."""
+    return {int(step): loss for step, loss in (doc.get("reports") or {}).items()}
 
 
 def report(step: int, value: float) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from caviar.family import score_of
 from caviar.objective import flatten_params
+from caviar.reporting import stored_reports
 from caviar.store import DONE, NEW, RUNNING, TrialStore, best_doc, is_ok
 
 # Workers silent longer than this are no longer listed at all.
@@ -84,7 +85,7 @@ def running_trial(doc: Mapping[str, Any], now: float, experiment: Mapping[str, A
     ``epoch`` and ``last`` come from the trial's per-epoch reports (``caviar.reporting``), in the family's metric.
     """
     started = doc.get("book_time")
-    reports = {int(step): loss for step, loss in (doc.get("reports") or {}).items()}
+    reports = stored_reports(doc)
     epoch = max(reports, default=None)
     last = reports.get(epoch) if epoch is not None else None
     return {"tid": doc["tid"], "owner": doc.get("owner"),

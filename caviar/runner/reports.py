@@ -16,7 +16,7 @@ import logging
 from typing import Any, Callable
 
 from caviar.objective import STATUS_OK, Objective, check_stop, failure
-from caviar.reporting import Checkpoint, Reporter, TrialStopped, check_step, finite_or_none
+from caviar.reporting import Checkpoint, Reporter, TrialStopped, check_step, finite_or_none, stored_reports
 from caviar.schedulers import Scheduler
 from caviar.store import TrialStore
 
@@ -36,8 +36,7 @@ class TrialReporter(Reporter):
         # Losses of this trial, earlier attempts' included (a resumed trial's best may lie before its restart).
         # A promoted trial (``continues``) starts from its paused parent's checkpoint, with the parent's losses.
         self._parent: int | None = (doc.get("continues") or {}).get("tid")
-        earlier = (doc.get("continues") or {}).get("reports") or {}
-        self.losses: dict[int, float | None] = {int(k): v for k, v in {**earlier, **(doc.get("reports") or {})}.items()}
+        self.losses: dict[int, float | None] = stored_reports(doc.get("continues") or {}) | stored_reports(doc)
         self._unwritten: dict[int, float | None] = {}
         self.stopped_at: int | None = None
         self.resumed_from: int | None = None

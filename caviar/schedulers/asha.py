@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from caviar.growing import NewItems
+from caviar.reporting import stored_reports
 from caviar.schedulers._base import Decision, Scheduler
 
 
@@ -146,8 +147,8 @@ class _Rungs:
     def _places(self, doc: dict[str, Any]) -> list[tuple[tuple[int, int], Entry]]:
         """The trial's places at the rungs it reported at (a NaN/inf report holds none)."""
         tid = doc["tid"]
-        return [((self.asha.group(tid), int(step)), (loss, tid)) for step, loss in (doc.get("reports") or {}).items()
-                if loss is not None and self.asha.decides_at(tid, int(step))]
+        return [((self.asha.group(tid), step), (loss, tid)) for step, loss in stored_reports(doc).items()
+                if loss is not None and self.asha.decides_at(tid, step)]
 
     def _add(self, doc: dict[str, Any]) -> None:
         tid, result = doc["tid"], doc.get("result") or {}

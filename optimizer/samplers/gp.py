@@ -82,6 +82,7 @@ from optimizer.samplers._base import Doc, Sampler, Vals, finished_loss
 from optimizer.samplers._gaussian_process import GaussianProcess, log_expected_improvement, transform_outputs
 from optimizer.samplers._space import Param, translate, warn_prior
 from caviar.growing import NewItems
+from caviar.reporting import stored_reports
 
 log = logging.getLogger(__name__)
 
@@ -387,8 +388,7 @@ class _History:
 
 def _curve(doc: Doc) -> dict[int, float]:
     """A trial's finite reports, {step: loss}."""
-    return {int(step): loss for step, loss in (doc.get("reports") or {}).items()
-            if isinstance(loss, (int, float)) and math.isfinite(loss)}
+    return {step: loss for step, loss in stored_reports(doc).items() if loss is not None and math.isfinite(loss)}
 
 
 def _stopped_at(doc: Doc) -> int | None:
