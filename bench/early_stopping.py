@@ -9,6 +9,10 @@
         --output OUT.md
         (caviar-none's best configuration of each seed, and each other system's best within a third
         of its epochs, trained again with other seeds: how much of an accuracy is one training's luck)
+    python -m bench.early_stopping replay RUNS.json [RUNS.json ...] [--scheduler asha] [--min-epochs 1 ...]
+        [--reduction-factor 3 ...] [--share 0.333] --output OUT.md  (--scheduler asha hyperband median ...)
+        (caviar-none's recorded searches replayed under a scheduler's rule, no training: the epochs the rule
+        alone would have needed to reach their best, had the sampler proposed the same trials)
 
 Every system searches the same CPU-sized CNN space (``SPACE``: conv blocks,
 filters, dense units, dropout, learning rate, batch size) on the real CIFAR-10
@@ -43,6 +47,8 @@ test accuracy of its final model and when it ended. Measures:
 
 - epochs (summed over finished trials, in the order they finished) and wall
   time until a trial reaches the best validation accuracy of ``caviar-none``;
+- each system's epochs within caviar-none's, and its wall time to the end of the last
+  of those trials (an early-stopping system runs on past them, up to ``--stopping-trials``);
 - the best trial (by validation) within E epochs, E the fewest epochs any
   early-stopping system used in all, and its test accuracy.
 
@@ -377,7 +383,7 @@ def table(runs: list[Run]) -> str:
         to_epochs, to_seconds = to_target(run, target) if target is not None else (None, None)
         within = best_within(run, budget) if budget is not None else None
         lines.append("| " + " | ".join([
-            run.system, f"{len(run.trials)} ({stopped} stopped)", str(epochs), f"{run.wall:.0f}",
+            run.system, f"{len(run.trials)} ({stopped} stopped)", str(epochs), f"{wall_within(run):.0f}",
             f"{max(t['val_accuracy'] for t in run.trials):.4f}",
             "not reached" if to_epochs is None else f"{to_epochs} ({trials_to_target(run, target)} trials)",
             "-" if to_seconds is None else f"{to_seconds:.0f}",
@@ -385,6 +391,12 @@ def table(runs: list[Run]) -> str:
             "-" if within is None else f"{within['test_accuracy']:.4f}",
         ]) + " |")
     return "\n".join(lines)
+
+
+def wall_within(run: Run) -> float:
+    """Seconds from the start to the end of the last trial counted: a system that stops trials ran on past the
+    epochs it is measured within (up to ``--stopping-trials``), and its whole run's wall would not match them."""
+    return max((t["end_time"] for t in run.trials), default=run.start) - run.start
 
 
 def read_runs(path: str) -> list[tuple[int, list[Run]]]:
@@ -468,6 +480,73 @@ def retrain(paths: list[str], training_seeds: list[int], share: float, output: s
     return 0
 
 
+def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], factors: list[int], share: float,
+                output: str, argv: list[str]) -> int:
+    """caviar-none's recorded searches replayed under each of ``schedulers`` (with each of ``min_epochs`` and
+    ``factors``; median has none): the epochs its rule alone would have needed to reach their best, had the
+    sampler proposed the same trials."""
+    from bench.scheduler_replay import replay
+    from caviar.errors import CaviarError
+    from caviar.schedulers import from_config
+
+    searches = []  # (file, seed, caviar-none's run)
+    for path in paths:
+        searches += [(Path(path).name, seed, none) for seed, runs in read_runs(path)
+                     for none in runs if none.system == "caviar-none"]
+    if not searches:
+        raise SystemExit(f"error: no caviar-none run in {', '.join(paths)}: nothing to replay")
+    lines = ["| rule | file | seed | target | without stopping: epochs to target | replayed: epochs to target | "
+             "the target's trial | trials by epochs |", "|---|---|---|---|---|---|---|---|"]
+    totals = ["| rule | searches | target reached | within the share of all epochs | within the share of the "
+              "epochs to target | median, / all epochs | median, / epochs to target | epochs per trial |",
+              "|---|---|---|---|---|---|---|---|"]
+    rules = [(name, m, f) for name in schedulers for m in min_epochs
+             for f in (factors if name != "median" else factors[:1])]
+    for scheduler, first, factor in rules:
+        rule = f"median {first}" if scheduler == "median" else f"{scheduler} {first}/{factor}"
+        shares: list[tuple[float, float]] = []
+        per_trial: list[float] = []
+        for name, seed, none in searches:
+            if any("val_history" not in t for t in none.trials):
+                raise SystemExit(f"error: {name}: seed {seed}'s trials have no val_history (recorded before the "
+                                 "bench kept each epoch's accuracy): nothing to replay")
+            curves = [t["val_history"] for t in none.trials]
+            config = {"name": scheduler, "min_epochs": first, "reduction_factor": factor,
+                      "max_epochs": max(map(len, curves))}
+            try:
+                replayed = replay(from_config(config), curves, max(t["val_accuracy"] for t in none.trials))
+            except CaviarError as err:
+                raise SystemExit(f"error: {err}") from None
+            all_epochs, (none_to, _) = sum(map(len, curves)), to_target(none, max(t["val_accuracy"]
+                                                                                   for t in none.trials))
+            got = replayed.to_target
+            shares.append((math.inf, math.inf) if got is None else (got / all_epochs, got / none_to))
+            per_trial.append(sum(replayed.epochs) / len(curves))
+            lengths = ", ".join(f"{e}: {replayed.epochs.count(e)}" for e in sorted(set(replayed.epochs)))
+            fate = ("ran on" if replayed.target_stopped_at is None
+                    else f"stopped at epoch {replayed.target_stopped_at}")
+            lines.append(f"| {rule} | {name} | {seed} | {max(t['val_accuracy'] for t in none.trials):.4f} | "
+                         f"{none_to} of {all_epochs} | {'never' if got is None else got} | "
+                         f"{replayed.target_trial + 1}th, {fate} | {lengths} |")
+
+        def median(values: list[float]) -> str:
+            middle = statistics.median(values)
+            return "never" if math.isinf(middle) else f"{middle:.2f}"
+
+        totals.append(f"| {rule} | {len(shares)} | {sum(not math.isinf(a) for a, _ in shares)} | "
+                      f"{sum(a <= share for a, _ in shares)} | {sum(b <= share for _, b in shares)} | "
+                      f"{median([a for a, _ in shares])} | {median([b for _, b in shares])} | "
+                      f"{statistics.mean(per_trial):.2f} |")
+    text = (f"# caviar-none's searches replayed under {', '.join(schedulers)}, {dt.date.today()}\n\n"
+            f"`python -m bench.early_stopping {' '.join(argv)}`\n\nEach search's trials, in the order they "
+            f"finished, judged one after the other from their recorded per-epoch validation accuracy; rule: "
+            f"first rung / reduction factor; share: {share:.3g}; a search whose target was never reached counts "
+            f"as the worst in a median.\n\n" + "\n".join(totals) + "\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(["", *totals, "", f"every search: {output}"]))
+    Path(output).write_text(text)
+    return 0
+
+
 def share_of_epochs(text: str) -> float:
     """``--share``: a number above 0 and at most 1."""
     try:
@@ -498,6 +577,17 @@ def main(argv: list[str] | None = None) -> int:
                       help="the other systems' configuration: their best full-length trial within this share of "
                            "caviar-none's epochs (default: a third, the issue's goal)")
     luck.add_argument("--output", required=True)
+    rule = sub.add_parser("replay", help="caviar-none's recorded searches replayed under a scheduler's rule")
+    rule.add_argument("runs", nargs="+", help="-runs.json files with caviar-none runs")
+    rule.add_argument("--scheduler", choices=["asha", "hyperband", "median"], nargs="+", default=["asha"],
+                      dest="schedulers")
+    rule.add_argument("--min-epochs", type=int, nargs="+", default=[MIN_EPOCHS], dest="first_rungs",
+                      help="first rungs to replay (each with each --reduction-factor)")
+    rule.add_argument("--reduction-factor", type=int, nargs="+", default=[3], dest="factors")
+    rule.add_argument("--share", type=share_of_epochs, default=1 / 3,
+                      help="count the searches whose target the rule reached within this share of caviar-none's "
+                           "epochs (default: a third, the issue's goal)")
+    rule.add_argument("--output", required=True)
     p.add_argument("--trials", type=int, default=20, help="trials of the search without stopping")
     p.add_argument("--stopping-trials", type=int, default=60,
                    help="at most this many trials with stopping; only those within the epochs of --trials count")
@@ -521,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "summarize":
         return summarize(args.runs, args.output, argv if argv is not None else sys.argv[1:])
+    if args.command == "replay":
+        return replay_runs(args.runs, args.schedulers, args.first_rungs, args.factors, args.share, args.output,
+                           argv if argv is not None else sys.argv[1:])
     if not 1 <= args.min_epochs <= args.epochs:
         raise SystemExit(f"error: --min-epochs must be between 1 and --epochs ({args.epochs}), got {args.min_epochs}")
     bench_env = {"BENCH_EPOCHS": str(args.epochs), "BENCH_MIN_EPOCHS": str(args.min_epochs),

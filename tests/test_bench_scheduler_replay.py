@@ -1,0 +1,85 @@
+"""Replaying a scheduler on recorded learning curves: the epochs it would have spent, the target's trial's fate."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench import early_stopping
+from bench.scheduler_replay import replay
+from caviar.schedulers import from_config
+from caviar.schedulers.asha import Asha
+
+EPOCHS = 9
+
+
+def rising(first: float, last: float) -> list[float]:
+    """A learning curve of EPOCHS epochs from ``first`` to ``last``."""
+    return [first + (last - first) * i / (EPOCHS - 1) for i in range(EPOCHS)]
+
+
+# Trial 0 is alone at its rungs and runs on; 1 is worse at epoch 1; 2 beats 0 at epochs 1 and 3 and sets 0.6;
+# 3 starts below 2 at epoch 1 (only the best of 4 holds a place) and would have reached 0.7.
+CURVES = [[0.1] * EPOCHS, [0.05] * EPOCHS, rising(0.2, 0.6), rising(0.15, 0.7)]
+
+
+def test_asha_stops_what_its_rule_says_and_counts_the_epochs_to_the_target() -> None:
+    replayed = replay(Asha(1, 3, EPOCHS), CURVES[:3], target=0.6)
+    assert replayed.epochs == [9, 1, 9]
+    assert (replayed.target_trial, replayed.target_stopped_at, replayed.to_target) == (2, None, 19)
+
+
+def test_a_target_whose_trial_the_rule_stopped_is_never_reached() -> None:
+    replayed = replay(Asha(1, 3, EPOCHS), CURVES, target=0.7)
+    assert replayed.epochs == [9, 1, 9, 1]
+    assert (replayed.target_trial, replayed.target_stopped_at, replayed.to_target) == (3, 1, None)
+    assert replay(Asha(1, 3, EPOCHS), CURVES, target=0.6).to_target == 19  # a lower target: trial 2's
+
+
+def test_a_non_finite_accuracy_stops_the_trial_at_its_rung_and_an_unreached_target_is_refused() -> None:
+    replayed = replay(from_config({"name": "asha", "min_epochs": 1, "reduction_factor": 3, "max_epochs": EPOCHS}),
+                      [[math.nan] * EPOCHS, CURVES[2]], target=0.6)
+    assert replayed.epochs == [1, 9] and replayed.to_target == 10
+    with pytest.raises(ValueError, match="no curve reaches the target 0.9"):
+        replay(Asha(1, 3, EPOCHS), CURVES, target=0.9)
+
+
+def runs_json(tmp_path, system: str = "caviar-none", history: bool = True) -> str:
+    trials = [{"epochs_trained": EPOCHS, "val_accuracy": max(curve), "test_accuracy": 0.0, "end_time": 10.0 + i,
+               **({"val_history": curve} if history else {})} for i, curve in enumerate(CURVES)]
+    path = tmp_path / "x-runs.json"
+    path.write_text(json.dumps([[{"system": system, "start": 0.0, "wall": 20.0, "trials": trials, "seed": 5}]]))
+    return str(path)
+
+
+def test_the_replay_command_tables_each_rule_over_the_recorded_searches(tmp_path) -> None:
+    output = tmp_path / "replay.md"
+    assert early_stopping.main(["replay", runs_json(tmp_path), "--scheduler", "asha", "median", "--min-epochs", "1",
+                                "9", "--reduction-factor", "3", "4", "--output", str(output)]) == 0
+    text = output.read_text()
+    # 1/3: trial 3, which set the target, stopped at epoch 1: never reached; 9/3: no rung before the end
+    assert "| asha 1/3 | 1 | 0 | 0 | 0 | never | never | 5.00 |" in text
+    assert "| asha 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | 4th, stopped at epoch 1 | 1: 2, 9: 2 |" in text
+    assert "| asha 9/3 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "| asha 1/4 |" in text
+    # median, from epoch 1: fewer than 4 others at every step, so nothing stops; it has no reduction factor
+    assert "| median 1 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "median 1/" not in text
+
+
+@pytest.mark.parametrize(("system", "history", "message"), [
+    ("optuna-sh", True, "no caviar-none run in .*x-runs.json: nothing to replay"),
+    ("caviar-none", False, "x-runs.json: seed 5's trials have no val_history"),
+])
+def test_a_file_the_replay_cannot_use_is_refused_in_one_line(tmp_path, system: str, history: bool,
+                                                              message: str) -> None:
+    with pytest.raises(SystemExit, match=f"^error: {message}"):
+        early_stopping.main(["replay", runs_json(tmp_path, system, history), "--output", str(tmp_path / "o.md")])
+    assert not (tmp_path / "o.md").exists()
+
+
+def test_a_bad_rule_is_refused_in_one_line_echoing_it(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="^error: bad scheduler configuration .*reduction_factor must be an integer "
+                                         "of at least 2, got 1$"):
+        early_stopping.main(["replay", runs_json(tmp_path), "--reduction-factor", "1", "--output",
+                             str(tmp_path / "o.md")])
