@@ -480,8 +480,14 @@ def retrain(paths: list[str], training_seeds: list[int], share: float, output: s
     return 0
 
 
+ORDERS = {"finished": "one trial after the other in the order they finished (each sees every earlier one at a rung, "
+                      "as with one worker)",
+          "recorded": "each reaching its steps when it did in the recorded run (from its start and duration, "
+                      "epochs evenly spread; a stopping run would shift these times)"}
+
+
 def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], factors: list[int], share: float,
-                output: str, argv: list[str]) -> int:
+                order: str, output: str, argv: list[str]) -> int:
     """caviar-none's recorded searches replayed under each of ``schedulers`` (with each of ``min_epochs`` and
     ``factors``; median has none): the epochs its rule alone would have needed to reach their best, had the
     sampler proposed the same trials."""
@@ -511,10 +517,17 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
                 raise SystemExit(f"error: {name}: seed {seed}'s trials have no val_history (recorded before the "
                                  "bench kept each epoch's accuracy): nothing to replay")
             curves = [t["val_history"] for t in none.trials]
+            reached = None
+            if order == "recorded":
+                if any("duration" not in t for t in none.trials):
+                    raise SystemExit(f"error: {name}: seed {seed}'s trials have no duration: replay them with "
+                                     "--order finished")
+                reached = [[t["end_time"] - t["duration"] * (1 - step / len(curve))
+                            for step in range(1, len(curve) + 1)] for t, curve in zip(none.trials, curves)]
             config = {"name": scheduler, "min_epochs": first, "reduction_factor": factor,
                       "max_epochs": max(map(len, curves))}
             try:
-                replayed = replay(from_config(config), curves, max(t["val_accuracy"] for t in none.trials))
+                replayed = replay(from_config(config), curves, max(t["val_accuracy"] for t in none.trials), reached)
             except CaviarError as err:
                 raise SystemExit(f"error: {err}") from None
             all_epochs, (none_to, _) = sum(map(len, curves)), to_target(none, max(t["val_accuracy"]
@@ -538,8 +551,8 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
                       f"{median([a for a, _ in shares])} | {median([b for _, b in shares])} | "
                       f"{statistics.mean(per_trial):.2f} |")
     text = (f"# caviar-none's searches replayed under {', '.join(schedulers)}, {dt.date.today()}\n\n"
-            f"`python -m bench.early_stopping {' '.join(argv)}`\n\nEach search's trials, in the order they "
-            f"finished, judged one after the other from their recorded per-epoch validation accuracy; rule: "
+            f"`python -m bench.early_stopping {' '.join(argv)}`\n\nEach search's trials judged from their recorded "
+            f"per-epoch validation accuracy, {ORDERS[order]}; epochs summed in the order they finished; rule: "
             f"first rung / reduction factor; share: {share:.3g}; a search whose target was never reached counts "
             f"as the worst in a median.\n\n" + "\n".join(totals) + "\n\n" + "\n".join(lines) + "\n")
     print("\n".join(["", *totals, "", f"every search: {output}"]))
@@ -587,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     rule.add_argument("--share", type=share_of_epochs, default=1 / 3,
                       help="count the searches whose target the rule reached within this share of caviar-none's "
                            "epochs (default: a third, the issue's goal)")
+    rule.add_argument("--order", choices=list(ORDERS), default="finished",
+                      help="finished: trial after trial, as with one worker; recorded: each step when the trial "
+                           "reached it in the recorded run (from its duration, epochs evenly spread)")
     rule.add_argument("--output", required=True)
     p.add_argument("--trials", type=int, default=20, help="trials of the search without stopping")
     p.add_argument("--stopping-trials", type=int, default=60,
@@ -612,8 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "summarize":
         return summarize(args.runs, args.output, argv if argv is not None else sys.argv[1:])
     if args.command == "replay":
-        return replay_runs(args.runs, args.schedulers, args.first_rungs, args.factors, args.share, args.output,
-                           argv if argv is not None else sys.argv[1:])
+        return replay_runs(args.runs, args.schedulers, args.first_rungs, args.factors, args.share, args.order,
+                           args.output, argv if argv is not None else sys.argv[1:])
     if not 1 <= args.min_epochs <= args.epochs:
         raise SystemExit(f"error: --min-epochs must be between 1 and --epochs ({args.epochs}), got {args.min_epochs}")
     bench_env = {"BENCH_EPOCHS": str(args.epochs), "BENCH_MIN_EPOCHS": str(args.min_epochs),

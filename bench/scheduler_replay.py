@@ -10,7 +10,8 @@ best accuracy, and would it have let the trial that set it run on?
 Held fixed, the proposals are not what a sampler would propose with stopping
 (it would see other results), so a replay neither bounds a live run from above
 nor from below; it isolates the rule. Each trial sees every earlier trial at a
-rung, as with one worker; with several, a trial sees fewer.
+rung, as with one worker, or (``reached``) the trials that had reached it
+before it in the recorded run, whose times a stopping run would shift.
 """
 
 from __future__ import annotations
@@ -33,22 +34,27 @@ class Replayed:
     to_target: int | None  # epochs (summed, in order) until a replayed trial reached the target; None: never
 
 
-def replay(scheduler: Scheduler, curves: Sequence[Sequence[float]], target: float) -> Replayed:
+def replay(scheduler: Scheduler, curves: Sequence[Sequence[float]], target: float,
+           reached: Sequence[Sequence[float]] | None = None) -> Replayed:
     """``scheduler`` judging ``curves`` (per-epoch accuracies, trial ``i`` arriving ``i``-th) against ``target``.
 
     A trial reports the epoch's negated accuracy at each step, as the benchmark's objective does, and a
-    NaN stands for a non-finite report (the scheduler stops it at a rung).
+    NaN stands for a non-finite report (the scheduler stops it at a rung). Trials reach their steps one
+    after the other, or, with ``reached`` (``reached[i][s - 1]``: when trial ``i`` reached step ``s`` in
+    the recorded run, several workers overlapping), in that order.
     """
+    events = sorted((reached[tid][step - 1] if reached is not None else tid, tid, step)
+                    for tid, curve in enumerate(curves) for step in range(1, len(curve) + 1))
     at_step: dict[int, dict[int, float | None]] = defaultdict(dict)
-    epochs: list[int] = []
-    for tid, curve in enumerate(curves):
-        ran = len(curve)
-        for step, accuracy in enumerate(curve, 1):
-            at_step[step][tid] = -accuracy if math.isfinite(accuracy) else None
-            if scheduler.decides_at(tid, step) and scheduler.decide(tid, step, at_step[step]).stop:
-                ran = step
-                break
-        epochs.append(ran)
+    stopped: dict[int, int] = {}
+    for _, tid, step in events:
+        if tid in stopped:
+            continue
+        accuracy = curves[tid][step - 1]
+        at_step[step][tid] = -accuracy if math.isfinite(accuracy) else None
+        if scheduler.decides_at(tid, step) and scheduler.decide(tid, step, at_step[step]).stop:
+            stopped[tid] = step
+    epochs = [stopped.get(tid, len(curve)) for tid, curve in enumerate(curves)]
     target_trial = next((i for i, curve in enumerate(curves) if _best(curve) >= target), None)
     if target_trial is None:
         raise ValueError(f"no curve reaches the target {target!r}")

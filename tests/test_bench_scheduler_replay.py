@@ -46,9 +46,18 @@ def test_a_non_finite_accuracy_stops_the_trial_at_its_rung_and_an_unreached_targ
         replay(Asha(1, 3, EPOCHS), CURVES, target=0.9)
 
 
-def runs_json(tmp_path, system: str = "caviar-none", history: bool = True) -> str:
+def test_with_the_recorded_times_a_trial_is_judged_against_those_that_reached_its_rung_before_it() -> None:
+    curves = [[0.5] * EPOCHS, [0.1] * EPOCHS]
+    assert replay(Asha(1, 3, EPOCHS), curves, target=0.5).epochs == [9, 1]  # one after the other
+    # Trial 1, on a faster worker, reached epochs 1 and 3 before trial 0 reached epoch 1: alone there, it ran on.
+    reached = [[10.0 * step for step in range(1, EPOCHS + 1)], [1.0 * step for step in range(1, EPOCHS + 1)]]
+    assert replay(Asha(1, 3, EPOCHS), curves, target=0.5, reached=reached).epochs == [9, 9]
+
+
+def runs_json(tmp_path, system: str = "caviar-none", history: bool = True, duration: bool = True) -> str:
     trials = [{"epochs_trained": EPOCHS, "val_accuracy": max(curve), "test_accuracy": 0.0, "end_time": 10.0 + i,
-               **({"val_history": curve} if history else {})} for i, curve in enumerate(CURVES)]
+               **({"val_history": curve} if history else {}), **({"duration": 9.0} if duration else {})}
+              for i, curve in enumerate(CURVES)]
     path = tmp_path / "x-runs.json"
     path.write_text(json.dumps([[{"system": system, "start": 0.0, "wall": 20.0, "trials": trials, "seed": 5}]]))
     return str(path)
@@ -67,14 +76,27 @@ def test_the_replay_command_tables_each_rule_over_the_recorded_searches(tmp_path
     assert "| median 1 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "median 1/" not in text
 
 
-@pytest.mark.parametrize(("system", "history", "message"), [
-    ("optuna-sh", True, "no caviar-none run in .*x-runs.json: nothing to replay"),
-    ("caviar-none", False, "x-runs.json: seed 5's trials have no val_history"),
+def test_the_recorded_order_replays_trials_that_overlapped(tmp_path) -> None:
+    output = tmp_path / "replay.md"
+    # Each trial lasted 9 s and ended 1 s after the one before: trial 1 reached epoch 1 before trial 0 reached
+    # epoch 3, and so on; trial 3 still met trial 2 at epoch 1 (0.15 against 0.2) and stopped there.
+    assert early_stopping.main(["replay", runs_json(tmp_path), "--order", "recorded", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "when it did in the recorded run" in text
+    assert "| asha 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | 4th, stopped at epoch 1 |" in text
+
+
+@pytest.mark.parametrize(("system", "history", "duration", "order", "message"), [
+    ("optuna-sh", True, True, "finished", "no caviar-none run in .*x-runs.json: nothing to replay"),
+    ("caviar-none", False, True, "finished", "x-runs.json: seed 5's trials have no val_history"),
+    ("caviar-none", True, False, "recorded", "x-runs.json: seed 5's trials have no duration: replay them with "
+                                             "--order finished"),
 ])
-def test_a_file_the_replay_cannot_use_is_refused_in_one_line(tmp_path, system: str, history: bool,
-                                                              message: str) -> None:
+def test_a_file_the_replay_cannot_use_is_refused_in_one_line(tmp_path, system: str, history: bool, duration: bool,
+                                                              order: str, message: str) -> None:
     with pytest.raises(SystemExit, match=f"^error: {message}"):
-        early_stopping.main(["replay", runs_json(tmp_path, system, history), "--output", str(tmp_path / "o.md")])
+        early_stopping.main(["replay", runs_json(tmp_path, system, history, duration), "--order", order,
+                             "--output", str(tmp_path / "o.md")])
     assert not (tmp_path / "o.md").exists()
 
 
