@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +19,16 @@ import pytest
 from tests.helpers.server import NxServer, database_for, env_for_subprocess, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def temp_folder_of_the_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Temp files of this test (a trial's scratch folder, a store's checkpoints, a killed worker's leftovers) go
+    to a folder of its own under pytest's, which pytest prunes, not to the system's temp folder. Short, for
+    the Unix sockets some libraries make there; set in ``TMPDIR`` too, for the subprocesses."""
+    folder = str(tmp_path_factory.mktemp("t"))
+    monkeypatch.setattr(tempfile, "tempdir", folder)
+    monkeypatch.setenv("TMPDIR", folder)
 
 
 @pytest.fixture(scope="session")

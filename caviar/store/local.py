@@ -247,3 +247,9 @@ class LocalStore(TrialStore):
             for path in self._checkpoint_paths(tid):
                 if os.path.exists(path):
                     os.remove(path)
+            if not self._artifact_dir:  # the store's own temp folder: removed once it holds nothing, not left behind
+                try:
+                    os.rmdir(self._checkpoint_dir)
+                except OSError:  # other trials' checkpoints are still in it
+                    return
+                del self._checkpoint_dir
