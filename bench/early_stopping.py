@@ -9,8 +9,8 @@
         --output OUT.md
         (caviar-none's best configuration of each seed, and each other system's best within a third
         of its epochs, trained again with other seeds: how much of an accuracy is one training's luck)
-    python -m bench.early_stopping replay RUNS.json [RUNS.json ...] [--scheduler asha] [--min-epochs 1 ...]
-        [--reduction-factor 3 ...] [--share 0.333] --output OUT.md  (--scheduler asha hyperband median ...)
+    python -m bench.early_stopping replay RUNS.json [RUNS.json ...] [--scheduler asha ...] [--min-epochs 1 ...]
+        [--reduction-factor 3 ...] [--order finished|recorded] [--share 0.333] --output OUT.md
         (caviar-none's recorded searches replayed under a scheduler's rule, no training: the epochs the rule
         alone would have needed to reach their best, had the sampler proposed the same trials)
 
@@ -486,6 +486,25 @@ ORDERS = {"finished": "one trial after the other in the order they finished (eac
                       "epochs evenly spread; a stopping run would shift these times)"}
 
 
+def replayable(none: Run, name: str, seed: int, order: str
+               ) -> tuple[list[list[float]], list[list[float]] | None, float, int]:
+    """caviar-none's per-epoch curves, when each trial reached each step (``order`` recorded), its best accuracy
+    and the epochs it took to reach it; or one ``error:`` line for a run that lacks what the replay needs."""
+    if any("val_history" not in t for t in none.trials):
+        raise SystemExit(f"error: {name}: seed {seed}'s trials have no val_history (recorded before the bench kept "
+                         "each epoch's accuracy): nothing to replay")
+    curves = [t["val_history"] for t in none.trials]
+    reached = None
+    if order == "recorded":
+        if any("duration" not in t for t in none.trials):
+            raise SystemExit(f"error: {name}: seed {seed}'s trials have no duration: replay them with --order "
+                             "finished")
+        reached = [[t["end_time"] - t["duration"] * (1 - step / len(curve)) for step in range(1, len(curve) + 1)]
+                   for t, curve in zip(none.trials, curves)]
+    target = max(t["val_accuracy"] for t in none.trials)
+    return curves, reached, target, to_target(none, target)[0]
+
+
 def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], factors: list[int], share: float,
                 order: str, output: str, argv: list[str]) -> int:
     """caviar-none's recorded searches replayed under each of ``schedulers`` (with each of ``min_epochs`` and
@@ -495,10 +514,11 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
     from caviar.errors import CaviarError
     from caviar.schedulers import from_config
 
-    searches = []  # (file, seed, caviar-none's run)
+    searches = []  # (file, seed, curves, when each trial reached each step or None, target, epochs to it)
     for path in paths:
-        searches += [(Path(path).name, seed, none) for seed, runs in read_runs(path)
-                     for none in runs if none.system == "caviar-none"]
+        for seed, runs in read_runs(path):
+            for none in (run for run in runs if run.system == "caviar-none"):
+                searches.append((Path(path).name, seed, *replayable(none, Path(path).name, seed, order)))
     if not searches:
         raise SystemExit(f"error: no caviar-none run in {', '.join(paths)}: nothing to replay")
     lines = ["| rule | file | seed | target | without stopping: epochs to target | replayed: epochs to target | "
@@ -512,35 +532,22 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
         rule = f"median {first}" if scheduler == "median" else f"{scheduler} {first}/{factor}"
         shares: list[tuple[float, float]] = []
         per_trial: list[float] = []
-        for name, seed, none in searches:
-            if any("val_history" not in t for t in none.trials):
-                raise SystemExit(f"error: {name}: seed {seed}'s trials have no val_history (recorded before the "
-                                 "bench kept each epoch's accuracy): nothing to replay")
-            curves = [t["val_history"] for t in none.trials]
-            reached = None
-            if order == "recorded":
-                if any("duration" not in t for t in none.trials):
-                    raise SystemExit(f"error: {name}: seed {seed}'s trials have no duration: replay them with "
-                                     "--order finished")
-                reached = [[t["end_time"] - t["duration"] * (1 - step / len(curve))
-                            for step in range(1, len(curve) + 1)] for t, curve in zip(none.trials, curves)]
+        for name, seed, curves, reached, target, none_to in searches:
             config = {"name": scheduler, "min_epochs": first, "reduction_factor": factor,
                       "max_epochs": max(map(len, curves))}
             try:
-                replayed = replay(from_config(config), curves, max(t["val_accuracy"] for t in none.trials), reached)
+                replayed = replay(from_config(config), curves, target, reached)
             except CaviarError as err:
                 raise SystemExit(f"error: {err}") from None
-            all_epochs, (none_to, _) = sum(map(len, curves)), to_target(none, max(t["val_accuracy"]
-                                                                                   for t in none.trials))
-            got = replayed.to_target
+            all_epochs, got = sum(map(len, curves)), replayed.to_target
             shares.append((math.inf, math.inf) if got is None else (got / all_epochs, got / none_to))
             per_trial.append(sum(replayed.epochs) / len(curves))
             lengths = ", ".join(f"{e}: {replayed.epochs.count(e)}" for e in sorted(set(replayed.epochs)))
             fate = ("ran on" if replayed.target_stopped_at is None
                     else f"stopped at epoch {replayed.target_stopped_at}")
-            lines.append(f"| {rule} | {name} | {seed} | {max(t['val_accuracy'] for t in none.trials):.4f} | "
-                         f"{none_to} of {all_epochs} | {'never' if got is None else got} | "
-                         f"{replayed.target_trial + 1}th, {fate} | {lengths} |")
+            lines.append(f"| {rule} | {name} | {seed} | {target:.4f} | {none_to} of {all_epochs} | "
+                         f"{'never' if got is None else got} | trial {replayed.target_trial + 1} of {len(curves)}, "
+                         f"{fate} | {lengths} |")
 
         def median(values: list[float]) -> str:
             middle = statistics.median(values)

@@ -70,7 +70,7 @@ def test_the_replay_command_tables_each_rule_over_the_recorded_searches(tmp_path
     text = output.read_text()
     # 1/3: trial 3, which set the target, stopped at epoch 1: never reached; 9/3: no rung before the end
     assert "| asha 1/3 | 1 | 0 | 0 | 0 | never | never | 5.00 |" in text
-    assert "| asha 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | 4th, stopped at epoch 1 | 1: 2, 9: 2 |" in text
+    assert "| asha 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | trial 4 of 4, stopped at epoch 1 | 1: 2, 9: 2 |" in text
     assert "| asha 9/3 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "| asha 1/4 |" in text
     # median, from epoch 1: fewer than 4 others at every step, so nothing stops; it has no reduction factor
     assert "| median 1 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "median 1/" not in text
@@ -83,7 +83,7 @@ def test_the_recorded_order_replays_trials_that_overlapped(tmp_path) -> None:
     assert early_stopping.main(["replay", runs_json(tmp_path), "--order", "recorded", "--output", str(output)]) == 0
     text = output.read_text()
     assert "when it did in the recorded run" in text
-    assert "| asha 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | 4th, stopped at epoch 1 |" in text
+    assert "| asha 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | trial 4 of 4, stopped at epoch 1 |" in text
 
 
 @pytest.mark.parametrize(("system", "history", "duration", "order", "message"), [
