@@ -510,7 +510,7 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
     """caviar-none's recorded searches replayed under each of ``schedulers`` (with each of ``min_epochs`` and
     ``factors``; median has none): the epochs its rule alone would have needed to reach their best, had the
     sampler proposed the same trials."""
-    from bench.scheduler_replay import replay
+    from bench.scheduler_replay import OptunaPruner, replay
     from caviar.errors import CaviarError
     from caviar.schedulers import from_config
 
@@ -536,8 +536,10 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
             config = {"name": scheduler, "min_epochs": first, "reduction_factor": factor,
                       "max_epochs": max(map(len, curves))}
             try:
-                replayed = replay(from_config(config), curves, target, reached)
-            except CaviarError as err:
+                rule_of = (OptunaPruner(scheduler.removeprefix("optuna-"), first, factor, config["max_epochs"])
+                           if scheduler.startswith("optuna-") else from_config(config))
+                replayed = replay(rule_of, curves, target, reached)
+            except (CaviarError, ValueError) as err:
                 raise SystemExit(f"error: {err}") from None
             all_epochs, got = sum(map(len, curves)), replayed.to_target
             shares.append((math.inf, math.inf) if got is None else (got / all_epochs, got / none_to))
@@ -599,8 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     luck.add_argument("--output", required=True)
     rule = sub.add_parser("replay", help="caviar-none's recorded searches replayed under a scheduler's rule")
     rule.add_argument("runs", nargs="+", help="-runs.json files with caviar-none runs")
-    rule.add_argument("--scheduler", choices=["asha", "hyperband", "median"], nargs="+", default=["asha"],
-                      dest="schedulers")
+    rule.add_argument("--scheduler", choices=["asha", "hyperband", "median", "optuna-sh", "optuna-hb"], nargs="+",
+                      default=["asha"], dest="schedulers",
+                      help="Caviar's schedulers, or Optuna's SuccessiveHalving / Hyperband pruner judging the same "
+                           "curves in an in-memory study")
     rule.add_argument("--min-epochs", type=int, nargs="+", default=[MIN_EPOCHS], dest="first_rungs",
                       help="first rungs to replay (each with each --reduction-factor)")
     rule.add_argument("--reduction-factor", type=int, nargs="+", default=[3], dest="factors")

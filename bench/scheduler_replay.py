@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from caviar.schedulers import Scheduler
+from caviar.schedulers import Decision, Scheduler
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,43 @@ def replay(scheduler: Scheduler, curves: Sequence[Sequence[float]], target: floa
             to_target = spent
             break
     return Replayed(epochs, target_trial, ran if ran < len(curves[target_trial]) else None, to_target)
+
+
+class OptunaPruner(Scheduler):
+    """Optuna's own pruner behind Caviar's scheduler interface, so that a replay judges the same curves by its rule.
+
+    Each trial is a trial of an in-memory study that reports every step's loss and asks ``should_prune``,
+    as the benchmark's Optuna processes do; ``decide`` must see every trial's steps in order (as ``replay``
+    gives them), since the study keeps what it was told.
+    """
+
+    name = "optuna"
+
+    def __init__(self, pruner: str, min_epochs: int, reduction_factor: int, max_epochs: int):
+        import optuna
+
+        super().__init__(min_epochs, reduction_factor, max_epochs)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        made = {"sh": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs,
+                                                                     reduction_factor=reduction_factor),
+                "hb": lambda: optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=max_epochs,
+                                                             reduction_factor=reduction_factor)}
+        if pruner not in made:
+            raise ValueError(f"pruner must be one of {', '.join(made)}, got {pruner!r}")
+        # Hyperband places a trial in its bracket by a hash of the study's name and the trial's number: the
+        # benchmark's name, so that trial i lands where it did there, and the same on every replay.
+        self.study = optuna.create_study(study_name="bench", direction="minimize", pruner=made[pruner]())
+        self.trials: dict[int, optuna.Trial] = {}
+
+    def decides_at(self, tid: int, step: int) -> bool:
+        return self.max_epochs is None or step < self.max_epochs
+
+    def decide(self, tid: int, step: int, losses: Mapping[int, float | None]) -> Decision:
+        if tid not in self.trials:
+            self.trials[tid] = self.study.ask()
+        loss = losses[tid]
+        self.trials[tid].report(math.nan if loss is None else loss, step)
+        return Decision(stop=self.trials[tid].should_prune(), peers=len(losses), cutoff=None)
 
 
 def _best(accuracies: Sequence[float]) -> float:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from bench import early_stopping
-from bench.scheduler_replay import replay
+from bench.scheduler_replay import OptunaPruner, replay
 from caviar.schedulers import from_config
 from caviar.schedulers.asha import Asha
 
@@ -54,6 +54,18 @@ def test_with_the_recorded_times_a_trial_is_judged_against_those_that_reached_it
     assert replay(Asha(1, 3, EPOCHS), curves, target=0.5, reached=reached).epochs == [9, 9]
 
 
+def test_optunas_pruners_judge_the_same_curves_through_a_study_of_their_own() -> None:
+    # Successive halving stops what ASHA stops here (no ties). Hyperband places a trial by a hash of the study's
+    # name and the trial's number, the same on every replay: here each trial alone in its bracket, or in the
+    # one that never stops, so all run on.
+    assert replay(OptunaPruner("sh", 1, 3, EPOCHS), CURVES, target=0.7).epochs == [9, 1, 9, 1]
+    assert replay(OptunaPruner("sh", 1, 3, EPOCHS), [[0.1] * EPOCHS] * 2, target=0.1).epochs == [9, 9]  # a tie goes on
+    hyperband = [replay(OptunaPruner("hb", 1, 3, EPOCHS), CURVES, target=0.7).epochs for _ in range(2)]
+    assert hyperband == [[9, 9, 9, 9]] * 2
+    with pytest.raises(ValueError, match="pruner must be one of sh, hb, got 'median'"):
+        OptunaPruner("median", 1, 3, EPOCHS)
+
+
 def runs_json(tmp_path, system: str = "caviar-none", history: bool = True, duration: bool = True) -> str:
     trials = [{"epochs_trained": EPOCHS, "val_accuracy": max(curve), "test_accuracy": 0.0, "end_time": 10.0 + i,
                **({"val_history": curve} if history else {}), **({"duration": 9.0} if duration else {})}
@@ -65,13 +77,16 @@ def runs_json(tmp_path, system: str = "caviar-none", history: bool = True, durat
 
 def test_the_replay_command_tables_each_rule_over_the_recorded_searches(tmp_path) -> None:
     output = tmp_path / "replay.md"
-    assert early_stopping.main(["replay", runs_json(tmp_path), "--scheduler", "asha", "median", "--min-epochs", "1",
+    assert early_stopping.main(["replay", runs_json(tmp_path), "--scheduler", "asha", "median", "optuna-sh",
+                                "--min-epochs", "1",
                                 "9", "--reduction-factor", "3", "4", "--output", str(output)]) == 0
     text = output.read_text()
     # 1/3: trial 3, which set the target, stopped at epoch 1: never reached; 9/3: no rung before the end
     assert "| asha 1/3 | 1 | 0 | 0 | 0 | never | never | 5.00 |" in text
     assert "| asha 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | trial 4 of 4, stopped at epoch 1 | 1: 2, 9: 2 |" in text
     assert "| asha 9/3 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "| asha 1/4 |" in text
+    # optuna-sh: the same stops as asha on these curves
+    assert "| optuna-sh 1/3 | 1 | 0 | 0 | 0 | never | never | 5.00 |" in text
     # median, from epoch 1: fewer than 4 others at every step, so nothing stops; it has no reduction factor
     assert "| median 1 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "median 1/" not in text
 
@@ -100,8 +115,8 @@ def test_a_file_the_replay_cannot_use_is_refused_in_one_line(tmp_path, system: s
     assert not (tmp_path / "o.md").exists()
 
 
-def test_a_bad_rule_is_refused_in_one_line_echoing_it(tmp_path) -> None:
-    with pytest.raises(SystemExit, match="^error: bad scheduler configuration .*reduction_factor must be an integer "
-                                         "of at least 2, got 1$"):
-        early_stopping.main(["replay", runs_json(tmp_path), "--reduction-factor", "1", "--output",
-                             str(tmp_path / "o.md")])
+@pytest.mark.parametrize("scheduler", ["asha", "optuna-sh"])
+def test_a_bad_rule_is_refused_in_one_line_echoing_it(tmp_path, scheduler: str) -> None:
+    with pytest.raises(SystemExit, match="^error: .*reduction_factor must be an integer of at least 2, got 1$"):
+        early_stopping.main(["replay", runs_json(tmp_path), "--scheduler", scheduler, "--reduction-factor", "1",
+                             "--output", str(tmp_path / "o.md")])
