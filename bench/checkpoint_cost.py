@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-checkpoint-") as scratch:
             folder = Path(scratch)
             with mongo_for("checkpoint", scratch, args.mongo_url) as mongo:
-                gridfs = put_seconds(MongoStore(mongo.url, "bench"), folder, args.sizes, args.repeat)
+                store = MongoStore(mongo.url, "bench")
+                try:
+                    gridfs = put_seconds(store, folder, args.sizes, args.repeat)
+                finally:
+                    store.close()  # before the server goes
             local = put_seconds(LocalStore("bench", artifact_dir=str(folder / "results")), folder, args.sizes,
                                 args.repeat)
     except BenchError as err:

@@ -181,6 +181,17 @@ objective.metric, objective.maximize = "accuracy", True  # type: ignore[attr-def
 objective.scheduler, objective.max_steps = "asha", EPOCHS  # type: ignore[attr-defined]
 
 
+def optuna_pruner(kind: str, min_epochs: int, reduction_factor: int, max_epochs: int) -> Any:
+    """The pruner of ``optuna-<kind>`` (``sh``: SuccessiveHalving, ``hb``: Hyperband), for its processes and the
+    replay alike."""
+    import optuna
+
+    if kind == "sh":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=reduction_factor)
+    return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=max_epochs,
+                                          reduction_factor=reduction_factor)
+
+
 def optuna_worker(storage_path: str, study_name: str, pruner: str, trials: int, seed: int) -> None:
     """One Optuna process: TPE and the pruner on the shared journal, until ``trials`` trials exist."""
     import keras
@@ -188,11 +199,9 @@ def optuna_worker(storage_path: str, study_name: str, pruner: str, trials: int, 
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruners = {"sh": optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_EPOCHS, reduction_factor=3),
-               "hb": optuna.pruners.HyperbandPruner(min_resource=MIN_EPOCHS, max_resource=EPOCHS, reduction_factor=3)}
     study = optuna.create_study(storage=JournalStorage(JournalFileBackend(storage_path)), study_name=study_name,
                                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=pruners[pruner], load_if_exists=True)
+                                pruner=optuna_pruner(pruner, MIN_EPOCHS, 3, EPOCHS), load_if_exists=True)
 
     class Report(keras.callbacks.Callback):
         def __init__(self, trial: optuna.Trial):
@@ -533,12 +542,14 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
         shares: list[tuple[float, float]] = []
         per_trial: list[float] = []
         for name, seed, curves, reached, target, none_to in searches:
-            config = {"name": scheduler, "min_epochs": first, "reduction_factor": factor,
-                      "max_epochs": max(map(len, curves))}
+            longest = max(map(len, curves))
             try:
-                rule_of = (OptunaPruner(scheduler.removeprefix("optuna-"), first, factor, config["max_epochs"])
-                           if scheduler.startswith("optuna-") else from_config(config))
-                replayed = replay(rule_of, curves, target, reached)
+                judge = (OptunaPruner(optuna_pruner(scheduler.removeprefix("optuna-"), first, factor, longest),
+                                      first, factor, longest)
+                         if scheduler.startswith("optuna-") else
+                         from_config({"name": scheduler, "min_epochs": first, "reduction_factor": factor,
+                                      "max_epochs": longest}))
+                replayed = replay(judge, curves, target, reached)
             except (CaviarError, ValueError) as err:
                 raise SystemExit(f"error: {err}") from None
             all_epochs, got = sum(map(len, curves)), replayed.to_target

@@ -20,6 +20,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from caviar.schedulers import Decision, Scheduler
 
@@ -58,40 +59,34 @@ def replay(scheduler: Scheduler, curves: Sequence[Sequence[float]], target: floa
     target_trial = next((i for i, curve in enumerate(curves) if _best(curve) >= target), None)
     if target_trial is None:
         raise ValueError(f"no curve reaches the target {target!r}")
-    ran = epochs[target_trial]
     spent, to_target = 0, None
     for curve, trained in zip(curves, epochs):
         spent += trained
         if _best(curve[:trained]) >= target:
             to_target = spent
             break
-    return Replayed(epochs, target_trial, ran if ran < len(curves[target_trial]) else None, to_target)
+    return Replayed(epochs, target_trial, stopped.get(target_trial), to_target)
 
 
 class OptunaPruner(Scheduler):
-    """Optuna's own pruner behind Caviar's scheduler interface, so that a replay judges the same curves by its rule.
+    """An Optuna pruner behind Caviar's scheduler interface, so that a replay judges the same curves by its rule.
 
     Each trial is a trial of an in-memory study that reports every step's loss and asks ``should_prune``,
     as the benchmark's Optuna processes do; ``decide`` must see every trial's steps in order (as ``replay``
-    gives them), since the study keeps what it was told.
+    gives them), since the study keeps what it was told. ``min_epochs`` and ``reduction_factor``, the
+    pruner's own, are checked as Caviar's.
     """
 
     name = "optuna"
 
-    def __init__(self, pruner: str, min_epochs: int, reduction_factor: int, max_epochs: int):
+    def __init__(self, pruner: Any, min_epochs: int, reduction_factor: int, max_epochs: int):
         import optuna
 
         super().__init__(min_epochs, reduction_factor, max_epochs)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        made = {"sh": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs,
-                                                                     reduction_factor=reduction_factor),
-                "hb": lambda: optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=max_epochs,
-                                                             reduction_factor=reduction_factor)}
-        if pruner not in made:
-            raise ValueError(f"pruner must be one of {', '.join(made)}, got {pruner!r}")
         # Hyperband places a trial in its bracket by a hash of the study's name and the trial's number: the
         # benchmark's name, so that trial i lands where it did there, and the same on every replay.
-        self.study = optuna.create_study(study_name="bench", direction="minimize", pruner=made[pruner]())
+        self.study = optuna.create_study(study_name="bench", direction="minimize", pruner=pruner)
         self.trials: dict[int, optuna.Trial] = {}
 
     def decides_at(self, tid: int, step: int) -> bool:
