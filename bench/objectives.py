@@ -11,6 +11,10 @@ database round trip), from which the benchmark derives the steady-state span
 (first trial's start to last trial's end) and the idle gap between two trials of
 one worker process.
 
+``reporting_objective`` does the same after reporting a learning curve of
+``STEPS`` steps, stopping when the scheduler says so (Optuna's counterpart:
+``optuna_reports``): what deciding costs, per trial, as the experiment grows.
+
 ``SPACE`` (hyperopt, built on first access) and ``optuna_params`` (Optuna)
 describe the same four parameters.
 """
@@ -85,6 +89,37 @@ def sleep_objective(params: dict[str, Any]) -> dict[str, Any]:
     loss = loss_of(params)
     _record(start, time.time())
     return {"loss": loss, "status": "ok"} | payload()
+
+
+STEPS = 9  # reports per trial of reporting_objective: ASHA (1/3) decides at steps 1 and 3
+
+
+def curve(params: dict[str, Any], step: int) -> float:
+    """The loss reported at ``step``: the point's final loss, worse the earlier the step."""
+    return loss_of(params) * (1.0 + 1.0 / step)
+
+
+def reporting_objective(params: dict[str, Any]) -> dict[str, Any]:
+    """``sleep_objective`` after reporting ``curve`` at steps 1..``STEPS``; a trial told to stop ends there, with
+    its best reported loss."""
+    from caviar import reporting
+
+    for step in range(1, STEPS + 1):
+        if not reporting.report(step, curve(params, step)):
+            raise reporting.TrialStopped()
+    return sleep_objective(params)
+
+
+reporting_objective.scheduler, reporting_objective.max_steps = "asha", STEPS  # type: ignore[attr-defined]
+
+
+def optuna_reports(trial: Any, params: dict[str, Any]) -> bool:
+    """``reporting_objective``'s reports in an Optuna trial; False once its pruner says stop."""
+    for step in range(1, STEPS + 1):
+        trial.report(curve(params, step), step)
+        if trial.should_prune():
+            return False
+    return True
 
 
 def optuna_params(trial: Any) -> dict[str, Any]:

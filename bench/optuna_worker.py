@@ -1,6 +1,10 @@
 """One Optuna worker process of the benchmark: ``study.optimize`` on a shared storage.
 
-``python -m bench.optuna_worker --storage sqlite:///F.db|journal:F.log --study S --trials N --seed I``
+``python -m bench.optuna_worker --storage sqlite:///F.db|journal:F.log --study S --trials N --seed I [--reports]``
+
+With ``--reports`` each trial first reports ``bench.objectives.curve`` at every
+step and asks Optuna's ``SuccessiveHalvingPruner`` (first rung 1, reduction
+factor 3: Caviar's ASHA default) whether to go on.
 
 Every process runs the same study; the first N trials to be created are
 evaluated and the study stops there, exactly:
@@ -40,20 +44,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study", default="bench")
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reports", action="store_true", help="report a learning curve; successive halving prunes")
     args = p.parse_args(argv)
 
     import optuna
-    from bench.objectives import optuna_params, sleep_objective
+    from bench.objectives import optuna_params, optuna_reports, sleep_objective
 
     storage = open_storage(args.storage)
-    study = optuna.create_study(storage=storage, study_name=args.study, direction="minimize",
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3) if args.reports else None
+    study = optuna.create_study(storage=storage, study_name=args.study, direction="minimize", pruner=pruner,
                                 sampler=optuna.samplers.TPESampler(seed=args.seed), load_if_exists=True)
 
     def objective(trial: optuna.Trial) -> float:
         if trial.number >= args.trials:
             study.stop()
             raise optuna.TrialPruned()
-        result = sleep_objective(optuna_params(trial))
+        params = optuna_params(trial)
+        if args.reports and not optuna_reports(trial, params):
+            raise optuna.TrialPruned()
+        result = sleep_objective(params)
         for key, value in result.items():  # the same payload as Caviar's workers store
             if key not in ("loss", "status"):
                 trial.set_user_attr(key, value)

@@ -2,7 +2,7 @@
 
     python bench/scale.py [--trials 10000] [--workers 4] [--window 1000]
         [--algos random tpe] [--payloads small cnn] [--systems caviar optuna-journal]
-        [--mongo-url mongodb://host:27017] [--output bench/results/scale.md]
+        [--mongo-url mongodb://host:27017] [--reports] [--output bench/results/scale.md]
 
 Each run: W worker processes on this machine, a zero-time objective
 (``bench.objectives:sleep_objective`` with ``BENCH_SLEEP=0``), ``--trials``
@@ -18,6 +18,12 @@ user attribute). The master runs with ``--no-tensorboard`` and ``--no-plots``
 are output, not coordination) and still mirrors ``results/``. ``--algos random`` isolates coordination from proposal time;
 ``tpe`` shows what the default algorithm adds. Optuna runs its TPE sampler in
 both rows (its RandomSampler would be the counterpart of ``random``).
+
+``--reports``: every trial first reports a 9-step learning curve
+(``bench.objectives:reporting_objective``), and the stopping rule decides at
+steps 1 and 3: Caviar's ASHA (the objective's default scheduler), Optuna's
+``SuccessiveHalvingPruner`` with the same rungs. Stopped (pruned) trials count
+as finished.
 
 ``--systems caviar-embedded`` times the embedded mode the same way: one process
 proposes, runs each trial and rewrites ``results/results.pkl`` after it (no
@@ -70,6 +76,11 @@ def windows(ends: Sequence[float], size: int) -> list[float]:
     return costs
 
 
+def objective(args: argparse.Namespace) -> str:
+    """The objective Caviar's processes import: with ``--reports``, the one reporting a learning curve."""
+    return f"bench.objectives:{'reporting_objective' if args.reports else 'sleep_objective'}"
+
+
 def run_caviar(args: argparse.Namespace, run_dir: str, algo: str, payload: str) -> list[float]:
     """One Caviar experiment; the server-side completion times of its trials."""
     from pymongo import MongoClient
@@ -83,7 +94,7 @@ def run_caviar(args: argparse.Namespace, run_dir: str, algo: str, payload: str) 
         try:
             master = procs.start(f"{name}-master", [
                 python(), "-m", "optimizer", "--mongo", mongo.url, "--exp-key", "scale",
-                "--space", "bench.objectives:SPACE", "--objective", "bench.objectives:sleep_objective",
+                "--space", "bench.objectives:SPACE", "--objective", objective(args),
                 "--max-evals", str(args.trials), "--algo", algo,
                 "--results-dir", os.path.join(run_dir, f"{name}-results"), "--no-tensorboard",
                 *caviar_master_flags(False)], cwd=REPO)
@@ -112,7 +123,7 @@ def run_embedded(args: argparse.Namespace, run_dir: str, algo: str, payload: str
     try:
         master = procs.start(name, [
             python(), "-m", "optimizer", "--space", "bench.objectives:SPACE",
-            "--objective", "bench.objectives:sleep_objective", "--max-evals", str(args.trials), "--algo", algo,
+            "--objective", objective(args), "--max-evals", str(args.trials), "--algo", algo,
             "--results-dir", results, "--no-tensorboard", *caviar_master_flags(False)], cwd=REPO)
         procs.wait([master], time.perf_counter() + args.timeout)
         if master.returncode != 0:
@@ -137,13 +148,15 @@ def run_optuna(args: argparse.Namespace, run_dir: str, payload: str) -> list[flo
     try:
         started = [procs.start(f"optuna-{payload}-{i}", [
             python(), "-m", "bench.optuna_worker", "--storage", spec, "--study", "scale",
-            "--trials", str(args.trials), "--seed", str(i)], cwd=REPO) for i in range(args.workers)]
+            "--trials", str(args.trials), "--seed", str(i), *(["--reports"] if args.reports else [])], cwd=REPO)
+            for i in range(args.workers)]
         procs.wait(started, time.perf_counter() + args.timeout)
     finally:
         procs.stop()
     study = optuna.load_study(study_name="scale", storage=open_storage(spec))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return [t.datetime_complete.timestamp() for t in study.trials
-            if t.state == optuna.trial.TrialState.COMPLETE]
+            if t.state in finished and t.number < args.trials]  # those past N were pruned unevaluated
 
 
 def fmt(costs: list[float]) -> str:
@@ -161,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    choices=["caviar", "caviar-embedded", "optuna-journal"],
                    help="caviar-embedded: the search without MongoDB, in one process (--workers does not apply)")
     p.add_argument("--mongo-url", default=None, help="use this MongoDB instead of a fresh nx-27017")
+    p.add_argument("--reports", action="store_true",
+                   help="each trial reports 9 steps first; ASHA (Optuna: successive halving) decides at 1 and 3")
     p.add_argument("--timeout", type=float, default=6 * 3600.0, help="seconds allowed per run")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="markdown report ('' to skip)")
     args = p.parse_args(argv)
@@ -199,7 +214,8 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None, started: dt.dat
         f"({cpu_model()}), Python {sys.version.split()[0]}.",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
         f"Settings: {args.trials:,} trials, {args.workers} worker processes"
-        f"{' (caviar-embedded: none, one process)' if 'caviar-embedded' in args.systems else ''}, zero-time objective; "
+        f"{' (caviar-embedded: none, one process)' if 'caviar-embedded' in args.systems else ''}, zero-time objective"
+        f"{' reporting 9 steps, stopped by ASHA / successive halving at steps 1 and 3' if args.reports else ''}; "
         f"ms per trial in windows of {args.window:,} finished trials.",
         f"Command: `python bench/scale.py {' '.join(argv if argv is not None else sys.argv[1:])}`.",
         "",
