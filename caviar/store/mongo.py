@@ -170,6 +170,8 @@ class MongoStore(TrialStore):
         self._health_lock = threading.Lock()
         self._answering_since: float | None = None
         self._claimed: dict[int, str] = {}  # tid -> exp_key of trials claimed with exp_key=None
+        self._reports_lock = threading.Lock()
+        self._finished_reports: dict[str | None, FinishedReports] = {}  # exp_key -> its finished trials' reports
         timeout_ms = int(timeout_seconds * 1000)
         try:
             self._client: MongoClient[dict[str, Any]] = MongoClient(
@@ -423,6 +425,9 @@ class MongoStore(TrialStore):
     def delete_all(self) -> None:
         """Delete the experiment's trials, artifacts, checkpoints and attachments; tids stay reserved so none is reused."""
         self._trials.delete_many(self._scope({}))
+        # Tells readers that cached the finished trials (step_losses) to read them afresh.
+        counters = {} if self.exp_key is None else {"_id": self._doc_id()}
+        self._counters.update_many(counters, {"$inc": {"deletions": 1}})
         for bucket in (self._bucket, self._attachments, self._checkpoints()):
             for f in bucket.find(self._file_scope({})):
                 bucket.delete(f._id)
@@ -608,12 +613,31 @@ class MongoStore(TrialStore):
     def report(self, tid: int, owner: str, step: int, loss: float | None) -> bool:
         return self._trials.update_one(self._owned(tid, owner), {"$set": {f"reports.{step}": loss}}).matched_count == 1
 
+    @_watched
     def step_losses(self, tid: int, step: int) -> dict[int, float | None]:
-        # Filtered here, not by {"reports.<step>": {"$exists": true}}: stand-ins such as nx-27017 skip null values.
+        """See TrialStore. Finished trials never change, so this store reads each one's reports once (those
+        whose ``refresh_time`` is recent, as ``TrialView`` does) and the queued and running trials' at every
+        call: the cost is that of the trials in flight and those finished since, however large the experiment
+        (reading every trial's reports took 0.17 s at 1,000 trials on nx-27017, 1.8 s at 10,000)."""
+        exp_key = self._exp_of(tid)
+        scope = equal(exp_key=exp_key) | {"reports": {"$exists": True}}
+        fields = {"_id": 0, "tid": 1, "state": 1, "reports": 1, "refresh_time": 1}
+        with self._reports_lock:
+            counter = self._counters.find_one({"_id": self._doc_id(exp_key)}, {"deletions": 1}) or {}
+            known = self._finished_reports.get(exp_key)
+            if known is None or known.deletions != counter.get("deletions", 0):  # new, or delete_all since
+                known = self._finished_reports[exp_key] = FinishedReports(counter.get("deletions", 0))
+            # In flight first: a trial finishing between the two reads is then seen by the second.
+            in_flight = [d for state in (NEW, RUNNING) for d in self._trials.find(scope | equal(state=state), fields)]
+            start = self.server_time()
+            query = dict(scope)
+            if known.since is not None:
+                query |= {"refresh_time": {"$gte": known.since}, "tid": {"$nin": list(known.recent)}}
+            known.add([d for d in self._trials.find(query, fields) if d["state"] == DONE], start - VISIBILITY_SLACK)
+            losses = dict(known.at(step))
         key = str(step)
-        found = self._trials.find(equal(exp_key=self._exp_of(tid)) | {"reports": {"$exists": True}},
-                                  {"_id": 0, "tid": 1, "reports": 1})
-        return {d["tid"]: d["reports"][key] for d in sorted(found, key=lambda d: d["tid"]) if key in d["reports"]}
+        losses |= {d["tid"]: d["reports"][key] for d in in_flight if key in d["reports"] and d["tid"] not in known.tids}
+        return dict(sorted(losses.items()))
 
     def decide(self, tid: int, owner: str, step: int, decision: dict[str, Any]) -> dict[str, Any] | None:
         decision = to_plain(decision)
@@ -654,6 +678,31 @@ class MongoStore(TrialStore):
         bucket = self._checkpoints()
         for f in bucket.find({"metadata.exp_key": self._exp_of(tid), "metadata.tid": tid}):
             bucket.delete(f._id)
+
+class FinishedReports:
+    """The reports of one experiment's finished trials, by step: what ``step_losses`` has read so far."""
+
+    def __init__(self, deletions: int):
+        self.deletions = deletions  # the experiment's count of delete_all calls when this was started
+        self.since: float | None = None  # the next read's lower bound on refresh_time
+        self.recent: dict[int, float] = {}  # tid -> refresh_time of trials the next read would return again
+        self.tids: set[int] = set()
+        self._by_step: dict[str, dict[int, float | None]] = {}
+
+    def add(self, docs: list[dict[str, Any]], since: float) -> None:
+        """Take finished trials read at or after ``self.since``; the next read starts at ``since``."""
+        for doc in docs:
+            self.tids.add(doc["tid"])
+            self.recent[doc["tid"]] = doc.get("refresh_time") or 0.0
+            for step, loss in doc["reports"].items():
+                self._by_step.setdefault(step, {})[doc["tid"]] = loss
+        self.since = since
+        self.recent = {tid: t for tid, t in self.recent.items() if t >= since}
+
+    def at(self, step: int) -> dict[int, float | None]:
+        """``{tid: loss}`` of the finished trials that reported at ``step`` (shared: do not modify it)."""
+        return self._by_step.get(str(step), {})
+
 
 class TrialView:
     """One experiment's trials held in memory and kept current by reading only what changed.

@@ -301,6 +301,26 @@ def test_reports_land_in_the_trial_for_its_owner_only(backend: Backend, store: T
     assert by_tid(store, a)["reports"] == {"1": 0.5, "2": 0.25}
 
 
+def test_step_losses_follow_trials_as_they_run_finish_and_are_requeued(backend: Backend, store: TrialStore) -> None:
+    """One reader asked again and again (a worker deciding trial after trial) sees what a fresh one sees, though
+    a store may keep what it read of the finished trials."""
+    a, b, c = enqueue_points(store, [{"x": float(i)} for i in range(3)])
+    store.claim("wa")
+    store.claim("wb")
+    assert store.report(a, "wa", 1, 0.5) and store.report(b, "wb", 1, 0.7)
+    reader = backend.open()
+    assert reader.step_losses(a, 1) == {a: 0.5, b: 0.7}
+    assert store.finish(a, "wa", {"status": "ok", "loss": 0.5})
+    store.claim("wc")
+    assert store.report(c, "wc", 1, 0.1) and store.report(b, "wb", 2, 0.6)
+    assert reader.step_losses(a, 1) == {a: 0.5, b: 0.7, c: 0.1}
+    assert reader.step_losses(b, 2) == {b: 0.6}
+    assert store.report(b, "wb", 3, 0.4) and store.finish(b, "wb", {"status": "ok", "loss": 0.4})
+    assert expire(store) == [c]  # requeued with its report, waiting for another worker
+    assert reader.step_losses(c, 1) == {a: 0.5, b: 0.7, c: 0.1} == backend.open().step_losses(c, 1)
+    assert reader.step_losses(b, 3) == {b: 0.4}
+
+
 def test_the_first_decision_at_a_step_is_kept(backend: Backend, store: TrialStore) -> None:
     [tid] = enqueue_points(store, [{"x": 0.0}])
     store.claim("w")

@@ -43,6 +43,25 @@ def test_delete_all_removes_the_running_trials_checkpoints_too(mongo_url: str, t
     assert b.get_checkpoint(0, str(tmp_path / "back")) == (1, {})  # the other experiment's stays
 
 
+def test_step_losses_forget_the_finished_trials_of_an_experiment_deleted_since(mongo_url: str) -> None:
+    """A worker's store keeps the finished trials' reports it read; delete_all elsewhere makes it read afresh."""
+    a, b = MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")
+    for store, loss in ((a, 0.5), (b, 0.9)):
+        first, second = enqueue_points(store, [{"x": 1.0}, {"x": 2.0}])
+        store.claim("w")
+        assert store.report(first, "w", 1, loss) and store.finish(first, "w", {"status": "ok", "loss": loss})
+    a.claim("w")
+    assert a.report(1, "w", 1, 0.6)
+    reader_a, reader_b = MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")
+    assert reader_a.step_losses(1, 1) == {0: 0.5, 1: 0.6} and reader_b.step_losses(0, 1) == {0: 0.9}
+    MongoStore(mongo_url, "a").delete_all()
+    [new] = enqueue_points(a, [{"x": 3.0}])
+    a.claim("w2")
+    assert a.report(new, "w2", 1, 0.3)
+    assert reader_a.step_losses(new, 1) == {new: 0.3}
+    assert reader_b.step_losses(0, 1) == {0: 0.9}  # the other experiment's are kept
+
+
 def test_a_worker_without_exp_key_serves_every_experiment(mongo_url: str) -> None:
     a, b = MongoStore(mongo_url, "a"), MongoStore(mongo_url, "b")
     a.put_experiment({"objective": "m:fa"})
