@@ -627,13 +627,14 @@ class MongoStore(TrialStore):
             known = self._finished_reports.get(exp_key)
             if known is None or known.deletions != counter.get("deletions", 0):  # new, or delete_all since
                 known = self._finished_reports[exp_key] = FinishedReports(counter.get("deletions", 0))
-            # In flight first: a trial finishing between the two reads is then seen by the second.
-            in_flight = [d for state in (NEW, RUNNING) for d in self._trials.find(scope | equal(state=state), fields)]
+            # In flight (queued or running) first: a trial finishing between the two reads is seen by the second.
+            # A range, not $in: nx-27017 answers $in on the state by reading every trial.
+            in_flight = list(self._trials.find(scope | {"state": {"$lt": DONE}}, fields))
             start = self.server_time()
             query = dict(scope)
             if known.since is not None:
                 query |= {"refresh_time": {"$gte": known.since}, "tid": {"$nin": list(known.recent)}}
-            known.add([d for d in self._trials.find(query, fields) if d["state"] == DONE], start - VISIBILITY_SLACK)
+            known.add([d for d in self._trials.find(query, fields) if d["state"] >= DONE], start - VISIBILITY_SLACK)
             losses = dict(known.at(step))
         key = str(step)
         losses |= {d["tid"]: d["reports"][key] for d in in_flight if key in d["reports"] and d["tid"] not in known.tids}
