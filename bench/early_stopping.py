@@ -519,10 +519,13 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
     """caviar-none's recorded searches replayed under each of ``schedulers`` (with each of ``min_epochs`` and
     ``factors``; median has none): the epochs its rule alone would have needed to reach their best, had the
     sampler proposed the same trials."""
-    from bench.scheduler_replay import OptunaPruner, replay
+    from bench.scheduler_replay import OptunaPruner, replay, replay_promoting
     from caviar.errors import CaviarError
     from caviar.schedulers import from_config
 
+    if "asha-promote" in schedulers and order != "finished":
+        raise SystemExit("error: --scheduler asha-promote is replayed with --order finished only (one worker: "
+                         "a promotion's epochs have no recorded time)")
     searches = []  # (file, seed, curves, when each trial reached each step or None, target, epochs to it)
     for path in paths:
         for seed, runs in read_runs(path):
@@ -544,12 +547,16 @@ def replay_runs(paths: list[str], schedulers: list[str], min_epochs: list[int], 
         for name, seed, curves, reached, target, none_to in searches:
             longest = max(map(len, curves))
             try:
-                judge = (OptunaPruner(optuna_pruner(scheduler.removeprefix("optuna-"), first, factor, longest),
-                                      first, factor, longest)
-                         if scheduler.startswith("optuna-") else
-                         from_config({"name": scheduler, "min_epochs": first, "reduction_factor": factor,
-                                      "max_epochs": longest}))
-                replayed = replay(judge, curves, target, reached)
+                if scheduler.startswith("optuna-"):
+                    judge = OptunaPruner(optuna_pruner(scheduler.removeprefix("optuna-"), first, factor, longest),
+                                         first, factor, longest)
+                    replayed = replay(judge, curves, target, reached)
+                else:
+                    kind, _, promote = scheduler.partition("-")
+                    judge = from_config({"name": kind, "min_epochs": first, "reduction_factor": factor,
+                                         "max_epochs": longest} | ({"promote": True} if promote else {}))
+                    replayed = (replay_promoting(judge, curves, target) if promote else  # type: ignore[arg-type]
+                                replay(judge, curves, target, reached))
             except (CaviarError, ValueError) as err:
                 raise SystemExit(f"error: {err}") from None
             all_epochs, got = sum(map(len, curves)), replayed.to_target
@@ -612,10 +619,11 @@ def main(argv: list[str] | None = None) -> int:
     luck.add_argument("--output", required=True)
     rule = sub.add_parser("replay", help="caviar-none's recorded searches replayed under a scheduler's rule")
     rule.add_argument("runs", nargs="+", help="-runs.json files with caviar-none runs")
-    rule.add_argument("--scheduler", choices=["asha", "hyperband", "median", "optuna-sh", "optuna-hb"], nargs="+",
-                      default=["asha"], dest="schedulers",
-                      help="Caviar's schedulers, or Optuna's SuccessiveHalving / Hyperband pruner judging the same "
-                           "curves in an in-memory study")
+    rule.add_argument("--scheduler", choices=["asha", "asha-promote", "hyperband", "median", "optuna-sh", "optuna-hb"],
+                      nargs="+", default=["asha"], dest="schedulers",
+                      help="Caviar's schedulers (asha-promote: asha --promote yes, --order finished only), or "
+                           "Optuna's SuccessiveHalving / Hyperband pruner judging the same curves in an in-memory "
+                           "study")
     rule.add_argument("--min-epochs", type=int, nargs="+", default=[MIN_EPOCHS], dest="first_rungs",
                       help="first rungs to replay (each with each --reduction-factor)")
     rule.add_argument("--reduction-factor", type=int, nargs="+", default=[3], dest="factors")

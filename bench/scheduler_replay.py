@@ -12,17 +12,20 @@ Held fixed, the proposals are not what a sampler would propose with stopping
 nor from below; it isolates the rule. Each trial sees every earlier trial at a
 rung, as with one worker, or (``reached``) the trials that had reached it
 before it in the recorded run, whose times a stopping run would shift.
+``replay_promoting`` replays ASHA with promotions (``--promote yes``), one
+worker: a paused trial may be continued later, when its rung has filled up.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from caviar.schedulers import Decision, Scheduler
+from caviar.schedulers import Asha, Decision, Scheduler
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,52 @@ def replay(scheduler: Scheduler, curves: Sequence[Sequence[float]], target: floa
             to_target = spent
             break
     return Replayed(epochs, target_trial, stopped.get(target_trial), to_target)
+
+
+def replay_promoting(asha: Asha, curves: Sequence[Sequence[float]], target: float) -> Replayed:
+    """``replay`` for ASHA with promotions, one worker, as a live search runs it: after each trial ends, the
+    paused trials that the rungs now promote (``Asha.promotions``, higher rungs first) are continued first,
+    each as a trial of its own from the step after its pause, then the next recorded trial comes. ``epochs``
+    counts a recorded trial's continuations with it; the epochs to the target are summed in that order."""
+    if not asha.promotes:
+        raise ValueError("replay_promoting needs an Asha that promotes")
+    finished: list[dict[str, Any]] = []  # the store's documents of the trials ended so far, in that order
+    at_step: dict[int, dict[int, float | None]] = defaultdict(dict)
+    origin: dict[int, int] = {}  # tid -> the recorded trial it trains (a promotion: its paused trial's)
+    trained = [0] * len(curves)
+    fresh, promoted, spent, to_target = iter(range(len(curves))), itertools.count(len(curves)), 0, None
+    while True:
+        due = asha.promotions(finished, [])
+        if due:
+            parent, paused_at = due[0][0]["tid"], due[0][1]
+            tid, first = next(promoted), paused_at + 1
+            origin[tid] = origin[parent]
+        else:
+            tid, parent, first = next(fresh, None), None, 1
+            if tid is None:
+                break
+            origin[tid] = tid
+        curve, reports, stop = curves[origin[tid]], {}, None
+        for step in range(first, len(curve) + 1):
+            loss = -curve[step - 1] if math.isfinite(curve[step - 1]) else None
+            at_step[step][tid] = reports[str(step)] = loss
+            if asha.decides_at(tid, step) and asha.decide(tid, step, at_step[step]).stop:
+                stop = step
+                break
+        trained[origin[tid]] = step
+        spent += step - first + 1
+        if to_target is None and _best(curve[:step]) >= target:
+            to_target = spent
+        result: dict[str, Any] = {"status": "ok"}
+        if stop is not None:  # paused with a checkpoint when its report was finite, as ReportEpochs keeps one
+            result |= {"stopped": True, "stopped_at": stop, "paused": reports[str(stop)] is not None}
+        finished.append({"tid": tid, "reports": reports, "result": result}
+                        | ({} if parent is None else {"continues": {"tid": parent}}))
+    target_trial = next((i for i, curve in enumerate(curves) if _best(curve) >= target), None)
+    if target_trial is None:
+        raise ValueError(f"no curve reaches the target {target!r}")
+    ended = trained[target_trial]
+    return Replayed(trained, target_trial, None if ended == len(curves[target_trial]) else ended, to_target)
 
 
 class OptunaPruner(Scheduler):

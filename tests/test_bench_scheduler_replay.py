@@ -8,7 +8,7 @@ import math
 import pytest
 
 from bench import early_stopping
-from bench.scheduler_replay import OptunaPruner, replay
+from bench.scheduler_replay import OptunaPruner, replay, replay_promoting
 from caviar.schedulers import from_config
 from caviar.schedulers.asha import Asha
 
@@ -44,6 +44,19 @@ def test_a_non_finite_accuracy_stops_the_trial_at_its_rung_and_an_unreached_targ
     assert replayed.epochs == [1, 9] and replayed.to_target == 10
     with pytest.raises(ValueError, match="no curve reaches the target 0.9"):
         replay(Asha(1, 3, EPOCHS), CURVES, target=0.9)
+
+
+def test_with_promotions_a_paused_trial_is_continued_once_its_rung_has_filled_up() -> None:
+    # With promotions nobody holds a place among fewer than 3: trials 0 and 1 pause at epoch 1, trial 2 is not the
+    # best of 3 and pauses too; now the rung has 3 and one place, trial 0's: it is promoted (a trial of its own,
+    # from epoch 2) and pauses again at epoch 3, alone there. Epochs in order: 1, 1, 1, then 2, reading 0.4.
+    curves = [rising(0.3, 0.7), [0.1] * EPOCHS, [0.05] * EPOCHS]
+    replayed = replay_promoting(Asha(1, 3, EPOCHS, promote=True), curves, target=curves[0][2])
+    assert replayed.epochs == [3, 1, 1]
+    assert (replayed.target_trial, replayed.target_stopped_at, replayed.to_target) == (0, 3, 5)
+    assert replay_promoting(Asha(1, 3, EPOCHS, promote=True), curves, target=0.3).to_target == 1
+    with pytest.raises(ValueError, match="needs an Asha that promotes"):
+        replay_promoting(Asha(1, 3, EPOCHS), curves, target=0.3)
 
 
 def test_with_the_recorded_times_a_trial_is_judged_against_those_that_reached_its_rung_before_it() -> None:
@@ -89,6 +102,20 @@ def test_the_replay_command_tables_each_rule_over_the_recorded_searches(tmp_path
     assert "| optuna-sh 1/3 | 1 | 0 | 0 | 0 | never | never | 5.00 |" in text
     # median, from epoch 1: fewer than 4 others at every step, so nothing stops; it has no reduction factor
     assert "| median 1 | 1 | 1 | 0 | 0 | 1.00 | 1.00 | 9.00 |" in text and "median 1/" not in text
+
+
+def test_asha_with_promotions_is_replayed_one_trial_after_the_other(tmp_path) -> None:
+    output = tmp_path / "replay.md"
+    assert early_stopping.main(["replay", runs_json(tmp_path), "--scheduler", "asha-promote",
+                                "--output", str(output)]) == 0
+    # Trials 0 and 1 pause alone at epoch 1, trial 2 goes on (the best of 3) and pauses alone at epoch 3, trial 3
+    # is not the best of 4: with one place at epoch 1, held by trial 2, nothing is promoted.
+    assert ("| asha-promote 1/3 | x-runs.json | 5 | 0.7000 | 36 of 36 | never | trial 4 of 4, stopped at epoch 1 "
+            "| 1: 3, 3: 1 |") in output.read_text()
+    with pytest.raises(SystemExit, match="^error: --scheduler asha-promote is replayed with --order finished only"):
+        early_stopping.main(["replay", runs_json(tmp_path), "--scheduler", "asha-promote", "--order", "recorded",
+                             "--output", str(tmp_path / "o.md")])
+    assert not (tmp_path / "o.md").exists()
 
 
 def test_the_recorded_order_replays_trials_that_overlapped(tmp_path) -> None:
