@@ -680,6 +680,7 @@ class MongoStore(TrialStore):
         for f in bucket.find({"metadata.exp_key": self._exp_of(tid), "metadata.tid": tid}):
             bucket.delete(f._id)
 
+
 class FinishedReports:
     """The reports of one experiment's finished trials, by step: what ``step_losses`` has read so far."""
 
